@@ -1,0 +1,25 @@
+/* cli: the `vlm4rec` command's subcommands and their shared option helpers. */
+#ifndef VLM4REC_CLI_H
+#define VLM4REC_CLI_H
+
+#include <getopt.h>
+
+#include "vlm4rec/base.h"
+
+/* Each subcommand: argc/argv start at the subcommand's name; returns an exit code. */
+int v4r_cmd_dataset(int argc, char **argv);
+int v4r_cmd_eval(int argc, char **argv);
+int v4r_cmd_demo(int argc, char **argv);
+
+/* Prints "vlm4rec: <message>" for a failed status and returns its exit code. */
+int v4r_cli_report(const v4r_err *err);
+/* Usage error: prints the message and a hint to --help; returns V4R_EUSAGE. */
+int v4r_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Option values. Each returns 0 or prints a usage error and returns V4R_EUSAGE. */
+int v4r_opt_size(const char *cmd, const char *opt, const char *val, size_t *out);
+int v4r_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
+int v4r_opt_double(const char *cmd, const char *opt, const char *val, double *out);
+/* Resets getopt for a fresh parse. */
+void v4r_opt_reset(void);
+
+#endif

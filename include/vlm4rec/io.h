@@ -1,0 +1,64 @@
+/* io: .npy float matrices, line readers with line numbers, TSV and CSV fields. */
+#ifndef VLM4REC_IO_H
+#define VLM4REC_IO_H
+
+#include "vlm4rec/base.h"
+
+/* A dense row-major float32 matrix. */
+typedef struct {
+    float *data;
+    size_t rows, cols;
+} v4r_matrix;
+
+void v4r_matrix_free(v4r_matrix *m);
+
+/* Reads a .npy file (versions 1-3) of little-endian float16/32/64, 1-D (one column) or 2-D,
+ * C or Fortran order, into float32. Anything else (ints, big-endian, truncation, trailing
+ * garbage) is V4R_EINPUT with the reason. */
+int v4r_npy_read(const char *path, v4r_matrix *m, v4r_err *err);
+/* Reads only the header: dtype descriptor, shape (rows, cols; cols = 1 for 1-D). */
+int v4r_npy_shape(const char *path, size_t *rows, size_t *cols, v4r_err *err);
+/* Writes a 2-D float32 C-order .npy atomically (numpy reads it). */
+int v4r_npy_write(const char *path, const float *data, size_t rows, size_t cols, v4r_err *err);
+/* Writes a 1-D uint8 .npy atomically (coverage masks). */
+int v4r_npy_write_u8(const char *path, const uint8_t *data, size_t n, v4r_err *err);
+
+/* Line reader: strips the end of line (\n or \r\n), counts lines from 1. */
+typedef struct {
+    FILE *fp;
+    char *path;
+    char *line;
+    size_t cap, len;
+    long lineno;
+} v4r_lines;
+
+int v4r_lines_open(v4r_lines *r, const char *path, v4r_err *err);
+/* 1: a line is in r->line; 0: end of file; -1: read error (err set). */
+int v4r_lines_next(v4r_lines *r, v4r_err *err);
+void v4r_lines_close(v4r_lines *r);
+
+/* Splits line in place at tabs. Returns the number of fields; fields beyond max are not stored
+ * (the return value still counts them). */
+size_t v4r_tsv_split(char *line, char **fields, size_t max);
+/* TSV escapes: \t \n \r \\ inside a field. Unescape works in place. */
+void v4r_tsv_unescape(char *field);
+void v4r_tsv_write_field(FILE *fp, const char *field);
+
+/* CSV (RFC 4180: quotes, doubled quotes, delimiters and newlines inside quotes). Reads one record,
+ * joining physical lines while a quote is open. Fields point into an internal buffer valid until
+ * the next call. Returns the field count (>= 1), 0 at end of file, -1 on error (err names file:line). */
+typedef struct {
+    v4r_lines lines;
+    char delim;
+    char *buf;
+    size_t cap;
+    char **fields;
+    size_t fields_cap;
+    long record_line; /* line where the current record started */
+} v4r_csv;
+
+int v4r_csv_open(v4r_csv *c, const char *path, char delim, v4r_err *err);
+int v4r_csv_next(v4r_csv *c, v4r_err *err);
+void v4r_csv_close(v4r_csv *c);
+
+#endif

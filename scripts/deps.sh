@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a make target needs, when missing. Usage: scripts/deps.sh build|bench
+set -euo pipefail
+build_pkgs=(gcc make cmake ninja-build pkg-config libopenblas-openmp-dev libjansson-dev libcmocka-dev)
+bench_pkgs=(python3 python3-numpy hyperfine time)
+case "${1:-build}" in
+  build) want=("${build_pkgs[@]}") ;;
+  bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 build|bench" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "vlm4rec: missing Debian packages: ${missing[*]}" >&2
+  echo "vlm4rec: install them as root: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "vlm4rec: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

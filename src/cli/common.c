@@ -1,0 +1,53 @@
+/* Shared CLI helpers: error reporting, usage errors, option value parsing. */
+#include "vlm4rec/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+int v4r_cli_report(const v4r_err *err)
+{
+    fprintf(stderr, "vlm4rec: error: %s\n", err->msg);
+    return err->code ? err->code : V4R_EINTERNAL;
+}
+
+int v4r_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vlm4rec %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'vlm4rec %s --help'.\n", cmd);
+    va_end(ap);
+    return V4R_EUSAGE;
+}
+
+int v4r_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t *out)
+{
+    int64_t v;
+    if (v4r_parse_i64(val, &v) != 0 || v < 0)
+        return v4r_cli_usage_error(cmd, "--%s: '%s' is not a non-negative integer", opt, val);
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int v4r_opt_size(const char *cmd, const char *opt, const char *val, size_t *out)
+{
+    uint64_t v = 0;
+    int rc = v4r_opt_u64(cmd, opt, val, &v);
+    if (!rc)
+        *out = (size_t)v;
+    return rc;
+}
+
+int v4r_opt_double(const char *cmd, const char *opt, const char *val, double *out)
+{
+    if (v4r_parse_f64(val, out) != 0)
+        return v4r_cli_usage_error(cmd, "--%s: '%s' is not a number", opt, val);
+    return 0;
+}
+
+void v4r_opt_reset(void)
+{
+    optind = 0; /* GNU getopt: full re-initialisation */
+    opterr = 1;
+}

@@ -1,0 +1,419 @@
+/* The dataset directory: building in memory, loading with validation, writing atomically. */
+#include "vlm4rec/data.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *split_names[V4R_NSPLITS] = {"train", "valid", "test"};
+
+const char *v4r_split_name(int split) { return split >= 0 && split < V4R_NSPLITS ? split_names[split] : "?"; }
+
+int v4r_split_parse(const char *name)
+{
+    for (int s = 0; s < V4R_NSPLITS; s++)
+        if (!strcmp(name, split_names[s]))
+            return s;
+    if (!strcmp(name, "validation"))
+        return V4R_VALID;
+    return -1;
+}
+
+void v4r_dataset_init(v4r_dataset *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    v4r_strmap_init(&ds->item_index, 1024);
+    v4r_strmap_init(&ds->user_index, 1024);
+}
+
+static void split_free(v4r_split *s)
+{
+    free(s->user);
+    free(s->item);
+    free(s->ts);
+    free(s->has_ts);
+    free(s->line);
+    memset(s, 0, sizeof *s);
+}
+
+void v4r_dataset_free(v4r_dataset *ds)
+{
+    for (size_t i = 0; i < ds->n_items; i++) {
+        free(ds->item_id[i]);
+        free(ds->item_title[i]);
+        free(ds->item_image[i]);
+    }
+    for (size_t u = 0; u < ds->n_users; u++)
+        free(ds->user_id[u]);
+    free(ds->item_id);
+    free(ds->item_title);
+    free(ds->item_image);
+    free(ds->user_id);
+    free(ds->dir);
+    v4r_strmap_free(&ds->item_index);
+    v4r_strmap_free(&ds->user_index);
+    for (int s = 0; s < V4R_NSPLITS; s++)
+        split_free(&ds->split[s]);
+    memset(ds, 0, sizeof *ds);
+}
+
+int32_t v4r_dataset_add_item(v4r_dataset *ds, const char *id, const char *title, const char *image, int *is_new)
+{
+    int64_t old = v4r_strmap_put(&ds->item_index, id, (int64_t)ds->n_items);
+    if (is_new)
+        *is_new = old < 0;
+    if (old >= 0)
+        return (int32_t)old;
+    size_t cap = ds->items_cap;
+    v4r_grow((void **)&ds->item_id, &cap, ds->n_items + 1, sizeof(char *));
+    cap = ds->items_cap;
+    v4r_grow((void **)&ds->item_title, &cap, ds->n_items + 1, sizeof(char *));
+    v4r_grow((void **)&ds->item_image, &ds->items_cap, ds->n_items + 1, sizeof(char *));
+    ds->item_id[ds->n_items] = v4r_strdup(id);
+    ds->item_title[ds->n_items] = v4r_strdup(title ? title : "");
+    ds->item_image[ds->n_items] = v4r_strdup(image ? image : "");
+    return (int32_t)ds->n_items++;
+}
+
+int32_t v4r_dataset_add_user(v4r_dataset *ds, const char *id, int *is_new)
+{
+    int64_t old = v4r_strmap_put(&ds->user_index, id, (int64_t)ds->n_users);
+    if (is_new)
+        *is_new = old < 0;
+    if (old >= 0)
+        return (int32_t)old;
+    v4r_grow((void **)&ds->user_id, &ds->users_cap, ds->n_users + 1, sizeof(char *));
+    ds->user_id[ds->n_users] = v4r_strdup(id);
+    return (int32_t)ds->n_users++;
+}
+
+void v4r_split_push(v4r_split *s, int32_t user, int32_t item, int64_t ts, int has_ts, long line)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        s->user = v4r_realloc(s->user, cap * sizeof *s->user);
+        s->item = v4r_realloc(s->item, cap * sizeof *s->item);
+        s->ts = v4r_realloc(s->ts, cap * sizeof *s->ts);
+        s->has_ts = v4r_realloc(s->has_ts, cap * sizeof *s->has_ts);
+        s->line = v4r_realloc(s->line, cap * sizeof *s->line);
+        s->cap = cap;
+    }
+    s->user[s->n] = user;
+    s->item[s->n] = item;
+    s->ts[s->n] = ts;
+    s->has_ts[s->n] = (uint8_t)(has_ts != 0);
+    s->line[s->n] = line;
+    s->n++;
+}
+
+/* ---- loading ---- */
+
+static int expect_header(v4r_lines *r, const char *const *names, size_t required, size_t *ncols, v4r_err *err)
+{
+    int got = v4r_lines_next(r, err);
+    if (got < 0)
+        return err->code;
+    if (got == 0)
+        return v4r_fail(err, V4R_EINPUT, "%s: empty file (a header line '%s...' is required)", r->path, names[0]);
+    char *fields[8];
+    size_t n = v4r_tsv_split(r->line, fields, 8);
+    size_t total = 0;
+    while (names[total])
+        total++;
+    if (n < required || n > total)
+        return v4r_fail(err, V4R_EINPUT, "%s:1: header has %zu columns, expected %zu to %zu", r->path, n, required, total);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(fields[i], names[i]) != 0)
+            return v4r_fail(err, V4R_EINPUT, "%s:1: header column %zu is '%s', expected '%s'", r->path, i + 1,
+                            fields[i], names[i]);
+    *ncols = n;
+    return V4R_OK;
+}
+
+static int load_items(v4r_dataset *ds, const char *path, v4r_err *err)
+{
+    static const char *const names[] = {"item", "title", "image", NULL};
+    v4r_lines r;
+    size_t ncols;
+    int rc = v4r_lines_open(&r, path, err);
+    if (!rc)
+        rc = expect_header(&r, names, 1, &ncols, err);
+    while (!rc) {
+        int got = v4r_lines_next(&r, err);
+        if (got <= 0) {
+            rc = got < 0 ? err->code : V4R_OK;
+            break;
+        }
+        char *f[4] = {0};
+        size_t n = v4r_tsv_split(r.line, f, 4);
+        if (n != ncols) {
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, the header has %zu", path, r.lineno, n, ncols);
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            v4r_tsv_unescape(f[i]);
+        if (!*f[0]) {
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item' is empty", path, r.lineno);
+            break;
+        }
+        int is_new;
+        int32_t idx = v4r_dataset_add_item(ds, f[0], n > 1 ? f[1] : "", n > 2 ? f[2] : "", &is_new);
+        if (!is_new)
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: item '%s' repeats line %d", path, r.lineno, f[0], idx + 2);
+    }
+    v4r_lines_close(&r);
+    return rc;
+}
+
+static int load_users(v4r_dataset *ds, const char *path, v4r_err *err)
+{
+    static const char *const names[] = {"user", NULL};
+    v4r_lines r;
+    size_t ncols;
+    int rc = v4r_lines_open(&r, path, err);
+    if (!rc)
+        rc = expect_header(&r, names, 1, &ncols, err);
+    while (!rc) {
+        int got = v4r_lines_next(&r, err);
+        if (got <= 0) {
+            rc = got < 0 ? err->code : V4R_OK;
+            break;
+        }
+        v4r_tsv_unescape(r.line);
+        if (!*r.line || strchr(r.line, '\t')) {
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: expected one non-empty field 'user'", path, r.lineno);
+            break;
+        }
+        int is_new;
+        int32_t idx = v4r_dataset_add_user(ds, r.line, &is_new);
+        if (!is_new)
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: user '%s' repeats line %d", path, r.lineno, r.line, idx + 2);
+    }
+    v4r_lines_close(&r);
+    return rc;
+}
+
+static int parse_interaction(v4r_dataset *ds, v4r_split *s, const char *path, long lineno, char **f, size_t n,
+                             size_t ncols, v4r_err *err)
+{
+    if (n != ncols)
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, the header has %zu", path, lineno, n, ncols);
+    v4r_tsv_unescape(f[0]);
+    v4r_tsv_unescape(f[1]);
+    int64_t user = v4r_strmap_get(&ds->user_index, f[0]);
+    if (user < 0)
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'user': unknown user '%s' (not in users.tsv)", path, lineno,
+                        f[0]);
+    int64_t item = v4r_strmap_get(&ds->item_index, f[1]);
+    if (item < 0)
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item': unknown item '%s' (not in items.tsv)", path, lineno,
+                        f[1]);
+    int64_t ts = 0;
+    int has_ts = ncols > 2 && *f[2];
+    if (has_ts && v4r_parse_i64(f[2], &ts) != 0)
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'timestamp': '%s' is not an integer", path, lineno, f[2]);
+    v4r_split_push(s, (int32_t)user, (int32_t)item, ts, has_ts, lineno);
+    return V4R_OK;
+}
+
+static int load_split(v4r_dataset *ds, int split, const char *path, v4r_err *err)
+{
+    static const char *const names[] = {"user", "item", "timestamp", NULL};
+    v4r_lines r;
+    size_t ncols;
+    int rc = v4r_lines_open(&r, path, err);
+    if (!rc)
+        rc = expect_header(&r, names, 2, &ncols, err);
+    while (!rc) {
+        int got = v4r_lines_next(&r, err);
+        if (got <= 0) {
+            rc = got < 0 ? err->code : V4R_OK;
+            break;
+        }
+        char *f[4];
+        size_t n = v4r_tsv_split(r.line, f, 4);
+        rc = parse_interaction(ds, &ds->split[split], path, r.lineno, f, n, ncols, err);
+    }
+    v4r_lines_close(&r);
+    return rc;
+}
+
+typedef struct {
+    int32_t user, item;
+    size_t pos;
+} pair_ref;
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const pair_ref *x = a, *y = b;
+    if (x->user != y->user)
+        return x->user < y->user ? -1 : 1;
+    if (x->item != y->item)
+        return x->item < y->item ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *what, v4r_err *err)
+{
+    for (int s = 0; s < V4R_NSPLITS; s++) {
+        const v4r_split *sp = &ds->split[s];
+        pair_ref *refs = v4r_malloc((sp->n ? sp->n : 1) * sizeof *refs);
+        for (size_t i = 0; i < sp->n; i++)
+            refs[i] = (pair_ref){sp->user[i], sp->item[i], i};
+        qsort(refs, sp->n, sizeof *refs, cmp_pair);
+        for (size_t i = 1; i < sp->n; i++) {
+            if (refs[i].user != refs[i - 1].user || refs[i].item != refs[i - 1].item)
+                continue;
+            size_t a = refs[i - 1].pos, b = refs[i].pos;
+            int rc = v4r_fail(err, V4R_EINPUT,
+                              "%s%s%s: duplicate interaction (user '%s', item '%s') at line %ld, first at line %ld",
+                              what ? what : "", what ? "/" : "", v4r_split_name(s), ds->user_id[refs[i].user],
+                              ds->item_id[refs[i].item], sp->line[b], sp->line[a]);
+            free(refs);
+            return rc;
+        }
+        free(refs);
+    }
+    return V4R_OK;
+}
+
+int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err)
+{
+    v4r_dataset_init(ds);
+    ds->dir = v4r_strdup(dir);
+    char *path = v4r_path_join(dir, "items.tsv");
+    int rc = load_items(ds, path, err);
+    free(path);
+    if (!rc) {
+        path = v4r_path_join(dir, "users.tsv");
+        rc = load_users(ds, path, err);
+        free(path);
+    }
+    for (int s = 0; s < V4R_NSPLITS && !rc; s++) {
+        char *name = v4r_sprintf("%s.tsv", split_names[s]);
+        path = v4r_path_join(dir, name);
+        rc = load_split(ds, s, path, err);
+        free(name);
+        free(path);
+    }
+    if (!rc && ds->n_items == 0)
+        rc = v4r_fail(err, V4R_EINPUT, "%s/items.tsv: no items", dir);
+    if (!rc)
+        rc = v4r_dataset_check_duplicates(ds, dir, err);
+    if (rc)
+        v4r_dataset_free(ds);
+    return rc;
+}
+
+/* ---- writing ---- */
+
+static int write_table(const char *dir, const char *name, const char *header, const v4r_dataset *ds,
+                       void (*row)(FILE *, const v4r_dataset *, size_t), size_t nrows, v4r_err *err)
+{
+    char *path = v4r_path_join(dir, name);
+    v4r_outfile out;
+    int rc = v4r_out_open(&out, path, err);
+    free(path);
+    if (rc)
+        return rc;
+    fputs(header, out.fp);
+    for (size_t i = 0; i < nrows; i++)
+        row(out.fp, ds, i);
+    return v4r_out_commit(&out, err);
+}
+
+static void item_row(FILE *fp, const v4r_dataset *ds, size_t i)
+{
+    v4r_tsv_write_field(fp, ds->item_id[i]);
+    putc('\t', fp);
+    v4r_tsv_write_field(fp, ds->item_title[i]);
+    putc('\t', fp);
+    v4r_tsv_write_field(fp, ds->item_image[i]);
+    putc('\n', fp);
+}
+
+static void user_row(FILE *fp, const v4r_dataset *ds, size_t u)
+{
+    v4r_tsv_write_field(fp, ds->user_id[u]);
+    putc('\n', fp);
+}
+
+static int write_split(const char *dir, const v4r_dataset *ds, int s, v4r_err *err)
+{
+    char *name = v4r_sprintf("%s.tsv", split_names[s]);
+    char *path = v4r_path_join(dir, name);
+    free(name);
+    v4r_outfile out;
+    int rc = v4r_out_open(&out, path, err);
+    free(path);
+    if (rc)
+        return rc;
+    const v4r_split *sp = &ds->split[s];
+    fputs("user\titem\ttimestamp\n", out.fp);
+    for (size_t i = 0; i < sp->n; i++) {
+        v4r_tsv_write_field(out.fp, ds->user_id[sp->user[i]]);
+        putc('\t', out.fp);
+        v4r_tsv_write_field(out.fp, ds->item_id[sp->item[i]]);
+        putc('\t', out.fp);
+        if (sp->has_ts[i])
+            fprintf(out.fp, "%lld", (long long)sp->ts[i]);
+        putc('\n', out.fp);
+    }
+    return v4r_out_commit(&out, err);
+}
+
+int v4r_dataset_write(const char *dir, const v4r_dataset *ds, v4r_err *err)
+{
+    int rc = v4r_mkdir_p(dir, err);
+    if (!rc)
+        rc = write_table(dir, "items.tsv", "item\ttitle\timage\n", ds, item_row, ds->n_items, err);
+    if (!rc)
+        rc = write_table(dir, "users.tsv", "user\n", ds, user_row, ds->n_users, err);
+    for (int s = 0; s < V4R_NSPLITS && !rc; s++)
+        rc = write_split(dir, ds, s, err);
+    return rc;
+}
+
+/* ---- covered-item lists ---- */
+
+int v4r_read_covered(const v4r_dataset *ds, const char *path, uint8_t **mask, size_t *count, v4r_err *err)
+{
+    v4r_lines r;
+    int rc = v4r_lines_open(&r, path, err);
+    if (rc)
+        return rc;
+    uint8_t *m = v4r_calloc(ds->n_items, 1);
+    size_t n = 0;
+    for (;;) {
+        int got = v4r_lines_next(&r, err);
+        if (got <= 0) {
+            rc = got < 0 ? err->code : V4R_OK;
+            break;
+        }
+        char *s = r.line;
+        while (*s == ' ')
+            s++;
+        if (!*s || *s == '#')
+            continue;
+        char *tab = strchr(s, '\t'); /* a TSV's first column is the id */
+        if (tab)
+            *tab = 0;
+        if (r.lineno == 1 && !strcmp(s, "item"))
+            continue; /* header */
+        v4r_tsv_unescape(s);
+        int64_t idx = v4r_strmap_get(&ds->item_index, s);
+        if (idx < 0) {
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: unknown item '%s' (not in the dataset)", path, r.lineno, s);
+            break;
+        }
+        n += !m[idx];
+        m[idx] = 1;
+    }
+    v4r_lines_close(&r);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    *mask = m;
+    *count = n;
+    return V4R_OK;
+}

@@ -1,0 +1,81 @@
+/* Test helpers: temporary directories, small files, running the vlm4rec binary. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+char *tu_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *tmpl = v4r_sprintf("%s/v4rtest.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpl)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return tmpl;
+}
+
+void tu_rmtree(const char *dir)
+{
+    char *cmd = v4r_sprintf("rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", dir);
+    free(cmd);
+}
+
+void tu_write(const char *dir, const char *name, const char *text)
+{
+    char *path = v4r_path_join(dir, name);
+    char *slash = strrchr(path, '/');
+    if (slash) {
+        *slash = 0;
+        v4r_mkdir_p(path, NULL);
+        *slash = '/';
+    }
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    free(path);
+}
+
+char *tu_read(const char *dir, const char *name)
+{
+    char *path = v4r_path_join(dir, name), *data = NULL;
+    if (v4r_read_file(path, &data, NULL, NULL) != 0)
+        data = NULL;
+    free(path);
+    return data;
+}
+
+int tu_run(char **out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char args[8192];
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    char *cmd = v4r_sprintf("VLM4REC_LOG=warn '%s' %s 2>&1", V4R_BINARY, args);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    assert_non_null(p);
+    size_t cap = 4096, n = 0;
+    char *buf = v4r_malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += got;
+        if (n + 1 >= cap)
+            buf = v4r_realloc(buf, cap *= 2);
+    }
+    buf[n] = 0;
+    int status = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+const char *tu_shared(void) { return V4R_SHARED_DIR; }
