@@ -43,8 +43,9 @@ void v4r_split_push(v4r_split *s, int32_t user, int32_t item, int64_t ts, int ha
  * error names the file, line and field. Duplicate (user, item) pairs inside one split are an error
  * naming both lines; the same pair in two splits is allowed (a repeat purchase). */
 int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err);
-/* Checks that no (user, item) pair repeats inside a split; names both lines (or positions). */
-int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *what, v4r_err *err);
+/* Checks that no (user, item) pair repeats inside a split; the message names files[split] (the
+ * split's source file) and both lines. */
+int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *const files[V4R_NSPLITS], v4r_err *err);
 /* Writes the dataset layout into dir (created if needed); each file atomically. */
 int v4r_dataset_write(const char *dir, const v4r_dataset *ds, v4r_err *err);
 

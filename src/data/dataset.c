@@ -252,7 +252,7 @@ static int cmp_pair(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *what, v4r_err *err)
+int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *const files[V4R_NSPLITS], v4r_err *err)
 {
     for (int s = 0; s < V4R_NSPLITS; s++) {
         const v4r_split *sp = &ds->split[s];
@@ -265,9 +265,9 @@ int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *what, v4r_er
                 continue;
             size_t a = refs[i - 1].pos, b = refs[i].pos;
             int rc = v4r_fail(err, V4R_EINPUT,
-                              "%s%s%s: duplicate interaction (user '%s', item '%s') at line %ld, first at line %ld",
-                              what ? what : "", what ? "/" : "", v4r_split_name(s), ds->user_id[refs[i].user],
-                              ds->item_id[refs[i].item], sp->line[b], sp->line[a]);
+                              "%s:%ld: duplicate interaction (user '%s', item '%s'), first at line %ld", files[s],
+                              sp->line[b], ds->user_id[refs[i].user],
+                              ds->item_id[refs[i].item], sp->line[a]);
             free(refs);
             return rc;
         }
@@ -297,8 +297,17 @@ int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err)
     }
     if (!rc && ds->n_items == 0)
         rc = v4r_fail(err, V4R_EINPUT, "%s/items.tsv: no items", dir);
-    if (!rc)
-        rc = v4r_dataset_check_duplicates(ds, dir, err);
+    if (!rc) {
+        char *files[V4R_NSPLITS];
+        for (int s = 0; s < V4R_NSPLITS; s++) {
+            char *name = v4r_sprintf("%s.tsv", split_names[s]);
+            files[s] = v4r_path_join(dir, name);
+            free(name);
+        }
+        rc = v4r_dataset_check_duplicates(ds, (const char *const *)files, err);
+        for (int s = 0; s < V4R_NSPLITS; s++)
+            free(files[s]);
+    }
     if (rc)
         v4r_dataset_free(ds);
     return rc;
