@@ -1,4 +1,238 @@
-/* placeholder */
+/* `vlm4rec eval`: rank the catalog for every user of a protocol and report the method's metrics. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "vlm4rec/cli.h"
-int v4r_cmd_eval(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-int v4r_cmd_demo(int argc, char **argv) { (void)argc; (void)argv; return 1; }
+#include "vlm4rec/rec.h"
+
+static const char *eval_help =
+    "usage: vlm4rec eval --dataset DIR --model NAME=SPEC [--model NAME=SPEC ...] [options]\n"
+    "\n"
+    "Ranks all candidate items for every user by cosine to the user's profile (the normalized mean\n"
+    "of the last L history vectors) and prints Recall, NDCG and Hit at each K; the JSON has\n"
+    "Precision and MAP too. All models share one user set and candidate set.\n"
+    "\n"
+    "  --dataset DIR          the dataset directory\n"
+    "  --model NAME=SPEC      a representation; SPEC is PATH.npy, concat:A.npy,B.npy,\n"
+    "                         mean:A.npy,B.npy (naive average) or mean-pad:A.npy,B.npy (average\n"
+    "                         after zero-padding to the larger size). A relative PATH that does not\n"
+    "                         exist is looked up in the dataset directory.\n"
+    "  --history SPLITS       train (default) or train+valid\n"
+    "  --truth SPLIT          valid (default) or test\n"
+    "  --history-length L     items in the profile (default 10; 0 = the whole history)\n"
+    "  --keep-history         do not mask history items (the method's published script)\n"
+    "  --covered FILE         covered-subset protocol: item ids, one a line (items with a description)\n"
+    "  --k LIST               cutoffs (default 5,10,20)\n"
+    "  --baseline NAME        the model the others are compared with (default: the first)\n"
+    "  --bootstrap N          paired bootstrap resamples for the 95%% intervals (default 1000; 0 = none)\n"
+    "  --seed S               bootstrap seed (default 0)\n"
+    "  -o, --output FILE      results JSON\n"
+    "  --per-user FILE        per-user metrics TSV (model, user, history, truth, metrics)\n"
+    "  --rankings FILE        top-K lists TSV (model, user, rank, item, score)\n"
+    "  --threads N            worker threads (default: all cores)\n"
+    "  -q, --quiet            no progress or log lines\n";
+
+typedef struct {
+    const char *dataset, *output, *per_user, *rankings, *covered;
+    v4r_model_spec specs[64];
+    size_t n_specs;
+    v4r_eval_opts eo;
+} eval_args;
+
+/* Resolves each comma-separated path of a spec against the dataset directory when it is not a
+ * file relative to the current directory. */
+static char *resolve_spec(const char *dataset, const char *spec)
+{
+    static const char *const kinds[] = {"concat:", "mean:", "mean-pad:"};
+    size_t prefix = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (!strncmp(spec, kinds[i], strlen(kinds[i])))
+            prefix = strlen(kinds[i]);
+    char *list = v4r_strdup(spec + prefix), *out = v4r_strndup(spec, prefix);
+    int first = 1;
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *alt = v4r_path_join(dataset, tok);
+        const char *use = !v4r_file_exists(tok) && tok[0] != '/' && v4r_file_exists(alt) ? alt : tok;
+        char *next = v4r_sprintf("%s%s%s", out, first ? "" : ",", use);
+        free(out);
+        out = next;
+        free(alt);
+        first = 0;
+    }
+    free(list);
+    return out;
+}
+
+static int parse_ks(const char *val, v4r_eval_opts *eo)
+{
+    char *s = v4r_strdup(val);
+    eo->nk = 0;
+    int rc = 0;
+    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        size_t k;
+        if (eo->nk == V4R_MAX_K)
+            rc = v4r_cli_usage_error("eval", "--k: at most %d cutoffs", V4R_MAX_K);
+        else if (!(rc = v4r_opt_size("eval", "k", tok, &k)))
+            eo->ks[eo->nk++] = k;
+    }
+    free(s);
+    return rc;
+}
+
+static int parse_model(const char *val, eval_args *a)
+{
+    const char *eq = strchr(val, '=');
+    if (!eq || eq == val || !eq[1])
+        return v4r_cli_usage_error("eval", "--model wants NAME=SPEC, got '%s'", val);
+    if (a->n_specs == sizeof a->specs / sizeof *a->specs)
+        return v4r_cli_usage_error("eval", "too many models");
+    a->specs[a->n_specs].name = v4r_strndup(val, (size_t)(eq - val));
+    a->specs[a->n_specs].spec = v4r_strdup(eq + 1);
+    a->n_specs++;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, eval_args *a)
+{
+    static const struct option opts[] = {
+        {"dataset", required_argument, 0, 'd'}, {"model", required_argument, 0, 'm'},
+        {"history", required_argument, 0, 'H'}, {"truth", required_argument, 0, 't'},
+        {"history-length", required_argument, 0, 'L'}, {"keep-history", no_argument, 0, 'K'},
+        {"covered", required_argument, 0, 'c'}, {"k", required_argument, 0, 'k'},
+        {"baseline", required_argument, 0, 'b'}, {"bootstrap", required_argument, 0, 'B'},
+        {"seed", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
+        {"per-user", required_argument, 0, 'u'}, {"rankings", required_argument, 0, 'r'},
+        {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    v4r_eval_opts_defaults(&a->eo);
+    int c, rc = 0;
+    size_t threads;
+    v4r_opt_reset();
+    while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': a->dataset = optarg; break;
+        case 'm': rc = parse_model(optarg, a); break;
+        case 'H':
+            if (!strcmp(optarg, "train"))
+                a->eo.proto.history_splits = 1u << V4R_TRAIN;
+            else if (!strcmp(optarg, "train+valid"))
+                a->eo.proto.history_splits = 1u << V4R_TRAIN | 1u << V4R_VALID;
+            else
+                rc = v4r_cli_usage_error("eval", "--history must be train or train+valid, not '%s'", optarg);
+            break;
+        case 't':
+            a->eo.proto.truth_split = v4r_split_parse(optarg);
+            if (a->eo.proto.truth_split != V4R_VALID && a->eo.proto.truth_split != V4R_TEST)
+                rc = v4r_cli_usage_error("eval", "--truth must be valid or test, not '%s'", optarg);
+            break;
+        case 'L': rc = v4r_opt_size("eval", "history-length", optarg, &a->eo.proto.history_length); break;
+        case 'K': a->eo.proto.keep_history = 1; break;
+        case 'c': a->covered = optarg; break;
+        case 'k': rc = parse_ks(optarg, &a->eo); break;
+        case 'b': a->eo.baseline = optarg; break;
+        case 'B': rc = v4r_opt_size("eval", "bootstrap", optarg, &a->eo.bootstrap); break;
+        case 's': rc = v4r_opt_u64("eval", "seed", optarg, &a->eo.seed); break;
+        case 'o': a->output = optarg; break;
+        case 'u': a->per_user = optarg; break;
+        case 'r': a->rankings = optarg; break;
+        case 'j':
+            rc = v4r_opt_size("eval", "threads", optarg, &threads);
+            if (!rc && (threads == 0 || threads > 1024))
+                rc = v4r_cli_usage_error("eval", "--threads must be 1..1024");
+            if (!rc)
+                omp_set_num_threads((int)threads);
+            break;
+        case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
+        case 'h': fputs(eval_help, stdout); return -1;
+        default: return v4r_cli_usage_error("eval", "bad option");
+        }
+    }
+    if (!rc && optind != argc)
+        rc = v4r_cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
+    if (!rc && !a->dataset)
+        rc = v4r_cli_usage_error("eval", "--dataset is required");
+    if (!rc && a->n_specs == 0)
+        rc = v4r_cli_usage_error("eval", "at least one --model NAME=SPEC is required");
+    if (!rc && a->eo.proto.history_splits & (1u << a->eo.proto.truth_split))
+        rc = v4r_cli_usage_error("eval", "--truth valid cannot be used with --history train+valid");
+    a->eo.keep_rankings = a->rankings != NULL;
+    return rc;
+}
+
+static int write_outputs(const eval_args *a, const v4r_eval_result *res, const v4r_dataset *ds, v4r_err *err)
+{
+    int rc = V4R_OK;
+    if (a->output)
+        rc = v4r_eval_write_json(res, ds, a->output, err);
+    if (!rc && a->per_user)
+        rc = v4r_eval_write_per_user(res, ds, a->per_user, err);
+    if (!rc && a->rankings)
+        rc = v4r_eval_write_rankings(res, ds, a->rankings, err);
+    return rc;
+}
+
+static void print_header(const v4r_eval_result *res, FILE *fp)
+{
+    const v4r_protocol *p = &res->opts.proto;
+    char last[32] = "all";
+    if (p->history_length)
+        snprintf(last, sizeof last, "%zu", p->history_length);
+    fprintf(fp, "protocol: history %s (last %s), truth %s, %s history masked, candidates %s (%zu items)\n",
+            p->history_splits & (1u << V4R_VALID) ? "train+valid" : "train", last, v4r_split_name(p->truth_split),
+            p->keep_history ? "no" : "all", p->covered ? "covered" : "all", res->set.n_candidates);
+    fprintf(fp, "users: %zu evaluated, %zu without history, %zu without truth (of %zu)\n\n", res->set.n_eval,
+            res->set.no_history, res->set.no_truth, res->set.n_users_total);
+}
+
+int v4r_cmd_eval(int argc, char **argv)
+{
+    eval_args a;
+    memset(&a, 0, sizeof a);
+    int rc = parse_args(argc, argv, &a);
+    v4r_dataset ds;
+    v4r_eval_result res;
+    v4r_err err = {0};
+    uint8_t *covered = NULL;
+    int loaded = 0, evaluated = 0;
+    if (rc == 0) {
+        rc = v4r_dataset_load(a.dataset, &ds, &err);
+        loaded = rc == 0;
+    }
+    if (rc == 0 && a.covered) {
+        size_t n_cov;
+        rc = v4r_read_covered(&ds, a.covered, &covered, &n_cov, &err);
+        a.eo.proto.covered = covered;
+    }
+    for (size_t i = 0; rc == 0 && i < a.n_specs; i++) {
+        char *resolved = resolve_spec(a.dataset, a.specs[i].spec);
+        free(a.specs[i].spec);
+        a.specs[i].spec = resolved;
+    }
+    if (rc == 0) {
+        rc = v4r_evaluate(&ds, a.specs, a.n_specs, &a.eo, &res, &err);
+        evaluated = rc == 0;
+    }
+    if (evaluated) {
+        res.covered_path = a.covered ? v4r_strdup(a.covered) : NULL;
+        rc = write_outputs(&a, &res, &ds, &err);
+        if (rc == 0) {
+            print_header(&res, stdout);
+            v4r_eval_print_table(&res, stdout);
+        }
+        v4r_eval_result_free(&res);
+    }
+    if (loaded)
+        v4r_dataset_free(&ds);
+    free(covered);
+    for (size_t i = 0; i < a.n_specs; i++) {
+        free(a.specs[i].name);
+        free(a.specs[i].spec);
+    }
+    if (rc < 0)
+        return 0; /* --help */
+    if (rc > 0 && err.msg[0])
+        return v4r_cli_report(&err);
+    return rc;
+}

@@ -1,0 +1,177 @@
+/* Evaluation of several representations on one protocol's user set: rank, metrics, comparisons. */
+#include "vlm4rec/rec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void v4r_eval_opts_defaults(v4r_eval_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    v4r_protocol_defaults(&o->proto);
+    o->ks[0] = 5;
+    o->ks[1] = 10;
+    o->ks[2] = 20;
+    o->nk = 3;
+    o->bootstrap = 1000;
+    o->seed = 0;
+}
+
+static void per_user_metrics(const v4r_eval_set *es, const v4r_eval_opts *o, size_t kmax, const int32_t *top,
+                             double *per_user)
+{
+    size_t ncols = o->nk * V4R_NMETRICS;
+#pragma omp parallel for schedule(static)
+    for (size_t u = 0; u < es->n_eval; u++)
+        v4r_metrics_user(top + u * kmax, kmax, es->truth + es->truth_off[u], es->truth_off[u + 1] - es->truth_off[u],
+                         o->ks, o->nk, per_user + u * ncols);
+}
+
+static void mean_std(const double *per_user, size_t n, size_t ncols, double *mean, double *std)
+{
+    for (size_t c = 0; c < ncols; c++) {
+        double s = 0, ss = 0;
+        for (size_t u = 0; u < n; u++)
+            s += per_user[u * ncols + c];
+        double m = s / (double)n;
+        for (size_t u = 0; u < n; u++) {
+            double x = per_user[u * ncols + c] - m;
+            ss += x * x;
+        }
+        mean[c] = m;
+        std[c] = sqrt(ss / (double)n);
+    }
+}
+
+static int eval_model(const v4r_dataset *ds, const v4r_eval_result *res, const v4r_model_spec *spec,
+                      v4r_model_result *mr, v4r_err *err)
+{
+    const v4r_eval_opts *o = &res->opts;
+    const v4r_eval_set *es = &res->set;
+    size_t ncols = o->nk * V4R_NMETRICS, kmax = res->kmax;
+    mr->name = v4r_strdup(spec->name);
+    mr->spec = v4r_strdup(spec->spec);
+    double t0 = v4r_now();
+    v4r_matrix m;
+    int rc = v4r_repr_load(spec->spec, ds->n_items, &m, err);
+    if (!rc)
+        rc = v4r_repr_normalize(&m, o->proto.covered, spec->spec, err);
+    if (rc) {
+        v4r_err_prefix(err, "model '%s': ", spec->name);
+        v4r_matrix_free(&m);
+        return rc;
+    }
+    mr->dim = m.cols;
+    double t1 = v4r_now();
+    mr->top_items = v4r_malloc(es->n_eval * (kmax ? kmax : 1) * sizeof *mr->top_items);
+    mr->top_scores = v4r_malloc(es->n_eval * (kmax ? kmax : 1) * sizeof *mr->top_scores);
+    rc = v4r_rank(es, &o->proto, &m, kmax, mr->top_items, mr->top_scores, err);
+    v4r_matrix_free(&m);
+    if (rc)
+        return rc;
+    double t2 = v4r_now();
+    mr->per_user = v4r_malloc(es->n_eval * ncols * sizeof *mr->per_user);
+    mr->mean = v4r_malloc(ncols * sizeof *mr->mean);
+    mr->std = v4r_malloc(ncols * sizeof *mr->std);
+    per_user_metrics(es, o, kmax, mr->top_items, mr->per_user);
+    mean_std(mr->per_user, es->n_eval, ncols, mr->mean, mr->std);
+    if (!o->keep_rankings) {
+        free(mr->top_items);
+        free(mr->top_scores);
+        mr->top_items = NULL;
+        mr->top_scores = NULL;
+    }
+    mr->load_s = t1 - t0;
+    mr->rank_s = t2 - t1;
+    mr->metrics_s = v4r_now() - t2;
+    v4r_info("%s: %zu-d, ranked %zu users in %.2fs (load %.2fs)", spec->name, mr->dim, es->n_eval, mr->rank_s,
+             mr->load_s);
+    return V4R_OK;
+}
+
+static int check_options(const v4r_model_spec *specs, size_t n, const v4r_eval_opts *o, size_t *baseline,
+                         v4r_err *err)
+{
+    if (n == 0)
+        return v4r_fail(err, V4R_EUSAGE, "no model given (--model NAME=PATH.npy)");
+    if (o->nk == 0)
+        return v4r_fail(err, V4R_EUSAGE, "no cutoff K given");
+    for (size_t k = 0; k < o->nk; k++)
+        if (o->ks[k] == 0 || o->ks[k] > 10000)
+            return v4r_fail(err, V4R_EUSAGE, "cutoff K=%zu out of range (1..10000)", o->ks[k]);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(specs[i].name, specs[j].name))
+                return v4r_fail(err, V4R_EUSAGE, "model name '%s' given twice", specs[i].name);
+    *baseline = 0;
+    if (o->baseline) {
+        size_t i = 0;
+        while (i < n && strcmp(specs[i].name, o->baseline) != 0)
+            i++;
+        if (i == n)
+            return v4r_fail(err, V4R_EUSAGE, "baseline '%s' is not one of the models", o->baseline);
+        *baseline = i;
+    }
+    return V4R_OK;
+}
+
+int v4r_evaluate(const v4r_dataset *ds, const v4r_model_spec *specs, size_t n_specs, const v4r_eval_opts *o,
+                 v4r_eval_result *res, v4r_err *err)
+{
+    memset(res, 0, sizeof *res);
+    double t0 = v4r_now();
+    int rc = check_options(specs, n_specs, o, &res->baseline, err);
+    if (rc)
+        return rc;
+    res->opts = *o;
+    res->n_items = ds->n_items;
+    for (size_t k = 0; k < o->nk; k++)
+        if (o->ks[k] > res->kmax)
+            res->kmax = o->ks[k];
+    rc = v4r_eval_set_build(ds, &o->proto, &res->set, err);
+    if (rc)
+        return rc;
+    v4r_info("protocol: %zu users evaluated (%zu without history, %zu without truth), %zu candidate items",
+             res->set.n_eval, res->set.no_history, res->set.no_truth, res->set.n_candidates);
+    res->models = v4r_calloc(n_specs, sizeof *res->models);
+    for (size_t i = 0; i < n_specs && !rc; i++) {
+        rc = eval_model(ds, res, &specs[i], &res->models[i], err);
+        res->n_models = i + 1;
+    }
+    if (rc) {
+        v4r_eval_result_free(res);
+        return rc;
+    }
+    size_t ncols = o->nk * V4R_NMETRICS;
+    const v4r_model_result *base = &res->models[res->baseline];
+    for (size_t i = 0; i < res->n_models; i++) {
+        if (i == res->baseline)
+            continue;
+        v4r_model_result *mr = &res->models[i];
+        mr->vs_baseline = v4r_malloc(ncols * sizeof *mr->vs_baseline);
+        v4r_bootstrap_paired(mr->per_user, base->per_user, res->set.n_eval, ncols, ncols, o->bootstrap, 0.95,
+                             o->seed, mr->vs_baseline);
+    }
+    res->total_s = v4r_now() - t0;
+    return V4R_OK;
+}
+
+void v4r_eval_result_free(v4r_eval_result *res)
+{
+    for (size_t i = 0; i < res->n_models; i++) {
+        v4r_model_result *m = &res->models[i];
+        free(m->name);
+        free(m->spec);
+        free(m->per_user);
+        free(m->mean);
+        free(m->std);
+        free(m->top_items);
+        free(m->top_scores);
+        free(m->vs_baseline);
+    }
+    free(res->models);
+    free(res->dataset_dir);
+    free(res->covered_path);
+    v4r_eval_set_free(&res->set);
+    memset(res, 0, sizeof *res);
+}
