@@ -23,7 +23,8 @@ static const char *eval_help =
     "  --truth SPLIT          valid (default) or test\n"
     "  --history-length L     items in the profile (default 10; 0 = the whole history)\n"
     "  --keep-history         do not mask history items (the method's published script)\n"
-    "  --covered FILE         covered-subset protocol: item ids, one a line (items with a description)\n"
+    "  --covered FILE         covered-subset protocol: item ids, one a line (items with a description);\n"
+    "                         a relative FILE that does not exist is looked up in the dataset directory\n"
     "  --k LIST               cutoffs (default 5,10,20)\n"
     "  --baseline NAME        the model the others are compared with (default: the first)\n"
     "  --bootstrap N          paired bootstrap resamples for the 95%% intervals (default 1000; 0 = none)\n"
@@ -200,9 +201,10 @@ int v4r_cmd_eval(int argc, char **argv)
         rc = v4r_dataset_load(a.dataset, &ds, &err);
         loaded = rc == 0;
     }
-    if (rc == 0 && a.covered) {
+    char *covered_path = a.covered ? resolve_spec(a.dataset, a.covered) : NULL;
+    if (rc == 0 && covered_path) {
         size_t n_cov;
-        rc = v4r_read_covered(&ds, a.covered, &covered, &n_cov, &err);
+        rc = v4r_read_covered(&ds, covered_path, &covered, &n_cov, &err);
         a.eo.proto.covered = covered;
     }
     for (size_t i = 0; rc == 0 && i < a.n_specs; i++) {
@@ -215,7 +217,7 @@ int v4r_cmd_eval(int argc, char **argv)
         evaluated = rc == 0;
     }
     if (evaluated) {
-        res.covered_path = a.covered ? v4r_strdup(a.covered) : NULL;
+        res.covered_path = covered_path ? v4r_strdup(covered_path) : NULL;
         rc = write_outputs(&a, &res, &ds, &err);
         if (rc == 0) {
             print_header(&res, stdout);
@@ -226,6 +228,7 @@ int v4r_cmd_eval(int argc, char **argv)
     if (loaded)
         v4r_dataset_free(&ds);
     free(covered);
+    free(covered_path);
     for (size_t i = 0; i < a.n_specs; i++) {
         free(a.specs[i].name);
         free(a.specs[i].spec);
