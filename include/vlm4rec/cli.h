@@ -19,6 +19,9 @@ int v4r_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((fo
 int v4r_opt_size(const char *cmd, const char *opt, const char *val, size_t *out);
 int v4r_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
 int v4r_opt_double(const char *cmd, const char *opt, const char *val, double *out);
+/* Resolves each path of a representation spec (PATH or kind:A,B) against the dataset directory
+ * when it is relative and not a file from the current directory. Caller frees. */
+char *v4r_cli_resolve(const char *dataset, const char *spec);
 /* Resets getopt for a fresh parse. */
 void v4r_opt_reset(void);
 

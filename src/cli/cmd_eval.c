@@ -42,30 +42,6 @@ typedef struct {
     v4r_eval_opts eo;
 } eval_args;
 
-/* Resolves each comma-separated path of a spec against the dataset directory when it is not a
- * file relative to the current directory. */
-static char *resolve_spec(const char *dataset, const char *spec)
-{
-    static const char *const kinds[] = {"concat:", "mean:", "mean-pad:"};
-    size_t prefix = 0;
-    for (size_t i = 0; i < 3; i++)
-        if (!strncmp(spec, kinds[i], strlen(kinds[i])))
-            prefix = strlen(kinds[i]);
-    char *list = v4r_strdup(spec + prefix), *out = v4r_strndup(spec, prefix);
-    int first = 1;
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *alt = v4r_path_join(dataset, tok);
-        const char *use = !v4r_file_exists(tok) && tok[0] != '/' && v4r_file_exists(alt) ? alt : tok;
-        char *next = v4r_sprintf("%s%s%s", out, first ? "" : ",", use);
-        free(out);
-        out = next;
-        free(alt);
-        first = 0;
-    }
-    free(list);
-    return out;
-}
-
 static int parse_ks(const char *val, v4r_eval_opts *eo)
 {
     char *s = v4r_strdup(val);
@@ -201,14 +177,14 @@ int v4r_cmd_eval(int argc, char **argv)
         rc = v4r_dataset_load(a.dataset, &ds, &err);
         loaded = rc == 0;
     }
-    char *covered_path = a.covered ? resolve_spec(a.dataset, a.covered) : NULL;
+    char *covered_path = a.covered ? v4r_cli_resolve(a.dataset, a.covered) : NULL;
     if (rc == 0 && covered_path) {
         size_t n_cov;
         rc = v4r_read_covered(&ds, covered_path, &covered, &n_cov, &err);
         a.eo.proto.covered = covered;
     }
     for (size_t i = 0; rc == 0 && i < a.n_specs; i++) {
-        char *resolved = resolve_spec(a.dataset, a.specs[i].spec);
+        char *resolved = v4r_cli_resolve(a.dataset, a.specs[i].spec);
         free(a.specs[i].spec);
         a.specs[i].spec = resolved;
     }

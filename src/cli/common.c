@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int v4r_cli_report(const v4r_err *err)
 {
@@ -50,4 +52,26 @@ void v4r_opt_reset(void)
 {
     optind = 0; /* GNU getopt: full re-initialisation */
     opterr = 1;
+}
+
+char *v4r_cli_resolve(const char *dataset, const char *spec)
+{
+    static const char *const kinds[] = {"concat:", "mean:", "mean-pad:"};
+    size_t prefix = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (!strncmp(spec, kinds[i], strlen(kinds[i])))
+            prefix = strlen(kinds[i]);
+    char *list = v4r_strdup(spec + prefix), *out = v4r_strndup(spec, prefix);
+    int first = 1;
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *alt = v4r_path_join(dataset, tok);
+        const char *use = !v4r_file_exists(tok) && tok[0] != '/' && v4r_file_exists(alt) ? alt : tok;
+        char *next = v4r_sprintf("%s%s%s", out, first ? "" : ",", use);
+        free(out);
+        out = next;
+        free(alt);
+        first = 0;
+    }
+    free(list);
+    return out;
 }
