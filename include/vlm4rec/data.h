@@ -46,6 +46,9 @@ int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err);
 /* Checks that no (user, item) pair repeats inside a split; the message names files[split] (the
  * split's source file) and both lines. */
 int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *const files[V4R_NSPLITS], v4r_err *err);
+/* Drops later repeats of a (user, item) pair inside one split, keeping the first and the order of
+ * the rest; returns how many were dropped over all splits. */
+size_t v4r_dataset_dedupe(v4r_dataset *ds);
 /* Writes the dataset layout into dir (created if needed); each file atomically. */
 int v4r_dataset_write(const char *dir, const v4r_dataset *ds, v4r_err *err);
 

@@ -276,6 +276,40 @@ int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *const files[
     return V4R_OK;
 }
 
+size_t v4r_dataset_dedupe(v4r_dataset *ds)
+{
+    size_t dropped = 0;
+    for (int s = 0; s < V4R_NSPLITS; s++) {
+        v4r_split *sp = &ds->split[s];
+        if (sp->n < 2)
+            continue;
+        pair_ref *refs = v4r_malloc(sp->n * sizeof *refs);
+        uint8_t *drop = v4r_calloc(sp->n, 1);
+        for (size_t i = 0; i < sp->n; i++)
+            refs[i] = (pair_ref){sp->user[i], sp->item[i], i};
+        qsort(refs, sp->n, sizeof *refs, cmp_pair); /* equal pairs sort by position: the first stays */
+        for (size_t i = 1; i < sp->n; i++)
+            if (refs[i].user == refs[i - 1].user && refs[i].item == refs[i - 1].item)
+                drop[refs[i].pos] = 1;
+        size_t w = 0;
+        for (size_t i = 0; i < sp->n; i++) {
+            if (drop[i])
+                continue;
+            sp->user[w] = sp->user[i];
+            sp->item[w] = sp->item[i];
+            sp->ts[w] = sp->ts[i];
+            sp->has_ts[w] = sp->has_ts[i];
+            sp->line[w] = sp->line[i];
+            w++;
+        }
+        dropped += sp->n - w;
+        sp->n = w;
+        free(drop);
+        free(refs);
+    }
+    return dropped;
+}
+
 int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err)
 {
     v4r_dataset_init(ds);
