@@ -12,7 +12,7 @@
 static void add_items(v4r_dataset *ds, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "i%zu", i);
         v4r_dataset_add_item(ds, id, "", "", NULL);
     }
@@ -21,7 +21,7 @@ static void add_items(v4r_dataset *ds, size_t n)
 static void add_users(v4r_dataset *ds, size_t n)
 {
     for (size_t u = 0; u < n; u++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "u%zu", u);
         v4r_dataset_add_user(ds, id, NULL);
     }
