@@ -61,11 +61,11 @@ int v4r_import_kaggle(const char *src, const char *out, const v4r_import_opts *o
 int v4r_import_mmrec(const char *src, const char *out, const v4r_import_opts *o, v4r_err *err);
 int v4r_import_tsv(const char *src, const char *out, const v4r_import_opts *o, v4r_err *err);
 
-/* The synthetic catalog (see README, "The synthetic catalog"). */
+/* The synthetic catalog with planted semantics (docs/synthetic.md says exactly what is planted). */
 typedef struct {
     size_t users, items, interactions;
     uint64_t seed;
-    int images;               /* also render small PPM... images into images/ */
+    int images;               /* also render a small PNG per item into images/ (64x64 RGB) */
     size_t dim_title, dim_visual, dim_desc;
     double covered_fraction;  /* share of items listed in covered.txt */
 } v4r_synth_opts;

@@ -20,13 +20,15 @@ static const char *import_help =
 static const char *synth_help =
     "usage: vlm4rec dataset synth -o DIR [--users N] [--items M] [--interactions K] [--seed S] [--images]\n"
     "\n"
-    "Generates the synthetic catalog with planted semantics (see README). Defaults: the method's\n"
-    "data shape, 23318 users, 38493 items, 178944 interactions, seed 1.\n"
+    "Generates the synthetic catalog with planted semantics (docs/synthetic.md says what is planted):\n"
+    "the dataset layout, titles, descriptions.tsv, attributes.tsv, user_prefs.tsv, covered.txt and\n"
+    "features/{title,visual,description}.npy. Same options and seed, same bytes. Defaults: the\n"
+    "method's data shape, 23318 users, 38493 items, 178944 interactions, seed 1.\n"
     "  --dim-title N    title vector size (default 768)\n"
     "  --dim-visual N   visual vector size (default 768)\n"
     "  --dim-desc N     description vector size (default 384)\n"
     "  --covered F      share of items listed in covered.txt (default 0.1223, the method's 4708/38493)\n"
-    "  --images         also render a small image per item into images/\n";
+    "  --images         also render a 64x64 PNG per item into images/ (color and silhouette)\n";
 
 static const char *stats_help =
     "usage: vlm4rec dataset stats DIR [--covered FILE] [--vectors V.npy] [--json]\n"
