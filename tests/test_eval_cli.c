@@ -122,7 +122,7 @@ static void test_bad_dataset_files(void **state)
     tu_write(dir, "valid.tsv", "user\titem\ttimestamp\n");
     expect_fail(dir, 3, "the truth split 'valid' is empty", "--model v=v.npy");
     tu_write(dir, "items.tsv", "item\ttitle\timage\na\tA\t\na\tB\t\n");
-    expect_fail(dir, 3, "items.tsv:3: item 'a' repeats line 2", "--model v=v.npy");
+    expect_fail(dir, 3, "items.tsv:3: field 'item': 'a' repeats line 2", "--model v=v.npy");
     cleanup(dir);
     (void)state;
 }

@@ -43,6 +43,10 @@ void v4r_split_push(v4r_split *s, int32_t user, int32_t item, int64_t ts, int ha
  * error names the file, line and field. Duplicate (user, item) pairs inside one split are an error
  * naming both lines; the same pair in two splits is allowed (a repeat purchase). */
 int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err);
+/* Reads items.tsv (header item[, title[, image]]) or users.tsv (header user) into ds, skipping
+ * blank lines; a repeated id is an error naming both lines. */
+int v4r_dataset_read_items(v4r_dataset *ds, const char *path, v4r_err *err);
+int v4r_dataset_read_users(v4r_dataset *ds, const char *path, v4r_err *err);
 /* Checks that no (user, item) pair repeats inside a split; the message names files[split] (the
  * split's source file) and both lines. */
 int v4r_dataset_check_duplicates(const v4r_dataset *ds, const char *const files[V4R_NSPLITS], v4r_err *err);

@@ -129,112 +129,143 @@ static int expect_header(v4r_lines *r, const char *const *names, size_t required
     return V4R_OK;
 }
 
-static int load_items(v4r_dataset *ds, const char *path, v4r_err *err)
+static int is_blank(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s == 0;
+}
+
+/* One data line of a table: its fields (escaped as in the file), where it stands. */
+typedef struct {
+    char **f;
+    size_t n;
+    const char *path;
+    long lineno;
+} table_row;
+typedef int (*row_reader)(void *ctx, const table_row *row, v4r_err *err);
+
+/* Reads a TSV table whose header is names[0..] (at least `required` of them); blank lines are
+ * skipped; every other line must have the header's field count. */
+static int read_table(const char *path, const char *const *names, size_t required, row_reader read, void *ctx,
+                      v4r_err *err)
+{
+    v4r_lines r;
+    size_t ncols = 0;
+    int rc = v4r_lines_open(&r, path, err);
+    if (!rc)
+        rc = expect_header(&r, names, required, &ncols, err);
+    while (!rc) {
+        int got = v4r_lines_next(&r, err);
+        if (got <= 0) {
+            rc = got < 0 ? err->code : V4R_OK;
+            break;
+        }
+        if (is_blank(r.line))
+            continue;
+        char *f[4] = {0};
+        table_row row = {f, v4r_tsv_split(r.line, f, 4), path, r.lineno};
+        if (row.n != ncols)
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, the header has %zu", path, r.lineno, row.n, ncols);
+        else
+            rc = read(ctx, &row, err);
+    }
+    v4r_lines_close(&r);
+    return rc;
+}
+
+/* Items or users read into a dataset, with the line of each id for "repeats line N" messages. */
+typedef struct {
+    v4r_dataset *ds;
+    long *line;
+    size_t cap;
+} id_reader;
+
+static int note_id(id_reader *ir, const table_row *row, const char *field, int32_t idx, int is_new, v4r_err *err)
+{
+    if (!is_new)
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field '%s': '%s' repeats line %ld", row->path, row->lineno, field,
+                        row->f[0], ir->line[idx]);
+    v4r_grow((void **)&ir->line, &ir->cap, (size_t)idx + 1, sizeof *ir->line);
+    ir->line[idx] = row->lineno;
+    return V4R_OK;
+}
+
+static int item_reader(void *ctx, const table_row *row, v4r_err *err)
+{
+    for (size_t i = 0; i < row->n; i++)
+        v4r_tsv_unescape(row->f[i]);
+    if (!*row->f[0])
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item' is empty", row->path, row->lineno);
+    id_reader *ir = ctx;
+    int is_new;
+    int32_t idx = v4r_dataset_add_item(ir->ds, row->f[0], row->n > 1 ? row->f[1] : "", row->n > 2 ? row->f[2] : "",
+                                       &is_new);
+    return note_id(ir, row, "item", idx, is_new, err);
+}
+
+static int user_reader(void *ctx, const table_row *row, v4r_err *err)
+{
+    v4r_tsv_unescape(row->f[0]);
+    if (!*row->f[0])
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'user' is empty", row->path, row->lineno);
+    id_reader *ir = ctx;
+    int is_new;
+    int32_t idx = v4r_dataset_add_user(ir->ds, row->f[0], &is_new);
+    return note_id(ir, row, "user", idx, is_new, err);
+}
+
+int v4r_dataset_read_items(v4r_dataset *ds, const char *path, v4r_err *err)
 {
     static const char *const names[] = {"item", "title", "image", NULL};
-    v4r_lines r;
-    size_t ncols;
-    int rc = v4r_lines_open(&r, path, err);
-    if (!rc)
-        rc = expect_header(&r, names, 1, &ncols, err);
-    while (!rc) {
-        int got = v4r_lines_next(&r, err);
-        if (got <= 0) {
-            rc = got < 0 ? err->code : V4R_OK;
-            break;
-        }
-        char *f[4] = {0};
-        size_t n = v4r_tsv_split(r.line, f, 4);
-        if (n != ncols) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, the header has %zu", path, r.lineno, n, ncols);
-            break;
-        }
-        for (size_t i = 0; i < n; i++)
-            v4r_tsv_unescape(f[i]);
-        if (!*f[0]) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item' is empty", path, r.lineno);
-            break;
-        }
-        int is_new;
-        int32_t idx = v4r_dataset_add_item(ds, f[0], n > 1 ? f[1] : "", n > 2 ? f[2] : "", &is_new);
-        if (!is_new)
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: item '%s' repeats line %d", path, r.lineno, f[0], idx + 2);
-    }
-    v4r_lines_close(&r);
+    id_reader ir = {ds, NULL, 0};
+    int rc = read_table(path, names, 1, item_reader, &ir, err);
+    free(ir.line);
     return rc;
 }
 
-static int load_users(v4r_dataset *ds, const char *path, v4r_err *err)
+int v4r_dataset_read_users(v4r_dataset *ds, const char *path, v4r_err *err)
 {
     static const char *const names[] = {"user", NULL};
-    v4r_lines r;
-    size_t ncols;
-    int rc = v4r_lines_open(&r, path, err);
-    if (!rc)
-        rc = expect_header(&r, names, 1, &ncols, err);
-    while (!rc) {
-        int got = v4r_lines_next(&r, err);
-        if (got <= 0) {
-            rc = got < 0 ? err->code : V4R_OK;
-            break;
-        }
-        v4r_tsv_unescape(r.line);
-        if (!*r.line || strchr(r.line, '\t')) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: expected one non-empty field 'user'", path, r.lineno);
-            break;
-        }
-        int is_new;
-        int32_t idx = v4r_dataset_add_user(ds, r.line, &is_new);
-        if (!is_new)
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: user '%s' repeats line %d", path, r.lineno, r.line, idx + 2);
-    }
-    v4r_lines_close(&r);
+    id_reader ir = {ds, NULL, 0};
+    int rc = read_table(path, names, 1, user_reader, &ir, err);
+    free(ir.line);
     return rc;
 }
 
-static int parse_interaction(v4r_dataset *ds, v4r_split *s, const char *path, long lineno, char **f, size_t n,
-                             size_t ncols, v4r_err *err)
+typedef struct {
+    v4r_dataset *ds;
+    v4r_split *split;
+} split_reader;
+
+static int interaction_reader(void *ctx, const table_row *row, v4r_err *err)
 {
-    if (n != ncols)
-        return v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, the header has %zu", path, lineno, n, ncols);
+    split_reader *sr = ctx;
+    char **f = row->f;
     v4r_tsv_unescape(f[0]);
     v4r_tsv_unescape(f[1]);
-    int64_t user = v4r_strmap_get(&ds->user_index, f[0]);
+    int64_t user = v4r_strmap_get(&sr->ds->user_index, f[0]);
     if (user < 0)
-        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'user': unknown user '%s' (not in users.tsv)", path, lineno,
-                        f[0]);
-    int64_t item = v4r_strmap_get(&ds->item_index, f[1]);
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'user': unknown user '%s' (not in users.tsv)", row->path,
+                        row->lineno, f[0]);
+    int64_t item = v4r_strmap_get(&sr->ds->item_index, f[1]);
     if (item < 0)
-        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item': unknown item '%s' (not in items.tsv)", path, lineno,
-                        f[1]);
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item': unknown item '%s' (not in items.tsv)", row->path,
+                        row->lineno, f[1]);
     int64_t ts = 0;
-    int has_ts = ncols > 2 && *f[2];
+    int has_ts = row->n > 2 && *f[2];
     if (has_ts && v4r_parse_i64(f[2], &ts) != 0)
-        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'timestamp': '%s' is not an integer", path, lineno, f[2]);
-    v4r_split_push(s, (int32_t)user, (int32_t)item, ts, has_ts, lineno);
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'timestamp': '%s' is not an integer", row->path, row->lineno,
+                        f[2]);
+    v4r_split_push(sr->split, (int32_t)user, (int32_t)item, ts, has_ts, row->lineno);
     return V4R_OK;
 }
 
 static int load_split(v4r_dataset *ds, int split, const char *path, v4r_err *err)
 {
     static const char *const names[] = {"user", "item", "timestamp", NULL};
-    v4r_lines r;
-    size_t ncols;
-    int rc = v4r_lines_open(&r, path, err);
-    if (!rc)
-        rc = expect_header(&r, names, 2, &ncols, err);
-    while (!rc) {
-        int got = v4r_lines_next(&r, err);
-        if (got <= 0) {
-            rc = got < 0 ? err->code : V4R_OK;
-            break;
-        }
-        char *f[4];
-        size_t n = v4r_tsv_split(r.line, f, 4);
-        rc = parse_interaction(ds, &ds->split[split], path, r.lineno, f, n, ncols, err);
-    }
-    v4r_lines_close(&r);
-    return rc;
+    split_reader sr = {ds, &ds->split[split]};
+    return read_table(path, names, 2, interaction_reader, &sr, err);
 }
 
 typedef struct {
@@ -315,11 +346,11 @@ int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err)
     v4r_dataset_init(ds);
     ds->dir = v4r_strdup(dir);
     char *path = v4r_path_join(dir, "items.tsv");
-    int rc = load_items(ds, path, err);
+    int rc = v4r_dataset_read_items(ds, path, err);
     free(path);
     if (!rc) {
         path = v4r_path_join(dir, "users.tsv");
-        rc = load_users(ds, path, err);
+        rc = v4r_dataset_read_users(ds, path, err);
         free(path);
     }
     for (int s = 0; s < V4R_NSPLITS && !rc; s++) {

@@ -10,111 +10,6 @@
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* items.tsv: header item[, title[, image]], one item a line. */
-static int read_items(v4r_importer *im, const char *path, v4r_err *err)
-{
-    static const char *const names[] = {"item", "title", "image"};
-    v4r_lines r;
-    int rc = v4r_lines_open(&r, path, err);
-    if (rc)
-        return rc;
-    char *f[4] = {0};
-    size_t ncols = 0;
-    int got = v4r_lines_next(&r, err);
-    if (got == 0)
-        rc = v4r_fail(err, V4R_EINPUT, "%s: empty file (a header line 'item\\ttitle\\timage' is required)", path);
-    else if (got < 0)
-        rc = err->code;
-    if (!rc) {
-        ncols = v4r_tsv_split(r.line, f, 4);
-        if (ncols > 3)
-            rc = v4r_fail(err, V4R_EINPUT, "%s:1: header has %zu columns, expected item[, title[, image]]", path,
-                          ncols);
-        for (size_t i = 0; i < ncols && !rc; i++)
-            if (strcmp(f[i], names[i]) != 0)
-                rc = v4r_fail(err, V4R_EINPUT, "%s:1: header column %zu is '%s', expected '%s'", path, i + 1, f[i],
-                              names[i]);
-    }
-    long *first = NULL;
-    size_t first_cap = 0;
-    while (!rc) {
-        got = v4r_lines_next(&r, err);
-        if (got <= 0) {
-            rc = got < 0 ? err->code : V4R_OK;
-            break;
-        }
-        if (v4r_imp_blank(r.line))
-            continue;
-        size_t n = v4r_tsv_split(r.line, f, 4);
-        if (n != ncols) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, the header has %zu", path, r.lineno, n, ncols);
-            break;
-        }
-        for (size_t i = 0; i < n; i++)
-            v4r_tsv_unescape(f[i]);
-        if (!*f[0]) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item' is empty", path, r.lineno);
-            break;
-        }
-        int is_new;
-        int32_t i = v4r_dataset_add_item(&im->ds, f[0], n > 1 ? f[1] : "", n > 2 ? f[2] : "", &is_new);
-        if (!is_new) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item': '%s' repeats line %ld", path, r.lineno, f[0],
-                          first[i]);
-            break;
-        }
-        v4r_grow((void **)&first, &first_cap, (size_t)i + 1, sizeof *first);
-        first[i] = r.lineno;
-    }
-    free(first);
-    v4r_lines_close(&r);
-    return rc;
-}
-
-/* users.tsv: header user, one user a line. */
-static int read_users(v4r_importer *im, const char *path, v4r_err *err)
-{
-    v4r_lines r;
-    int rc = v4r_lines_open(&r, path, err);
-    if (rc)
-        return rc;
-    int got = v4r_lines_next(&r, err);
-    if (got == 0)
-        rc = v4r_fail(err, V4R_EINPUT, "%s: empty file (a header line 'user' is required)", path);
-    else if (got < 0)
-        rc = err->code;
-    else if (strcmp(r.line, "user") != 0)
-        rc = v4r_fail(err, V4R_EINPUT, "%s:1: header is '%s', expected 'user'", path, r.line);
-    long *first = NULL;
-    size_t first_cap = 0;
-    while (!rc) {
-        got = v4r_lines_next(&r, err);
-        if (got <= 0) {
-            rc = got < 0 ? err->code : V4R_OK;
-            break;
-        }
-        if (v4r_imp_blank(r.line))
-            continue;
-        if (strchr(r.line, '\t')) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: more than one field (expected only 'user')", path, r.lineno);
-            break;
-        }
-        v4r_tsv_unescape(r.line);
-        int is_new;
-        int32_t u = v4r_dataset_add_user(&im->ds, r.line, &is_new);
-        if (!is_new) {
-            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'user': '%s' repeats line %ld", path, r.lineno, r.line,
-                          first[u]);
-            break;
-        }
-        v4r_grow((void **)&first, &first_cap, (size_t)u + 1, sizeof *first);
-        first[u] = r.lineno;
-    }
-    free(first);
-    v4r_lines_close(&r);
-    return rc;
-}
-
 /* One split: user, item[, timestamp]; the first line is a header when it starts user, item. With
  * fixed_users / fixed_items the ids must be known, else new ones are appended. */
 static int read_split(v4r_importer *im, int split, const char *path, int fixed_users, int fixed_items,
@@ -236,9 +131,9 @@ int v4r_import_tsv(const char *src, const char *out, const v4r_import_opts *o, v
     char *items = v4r_path_join(src, "items.tsv"), *users = v4r_path_join(src, "users.tsv");
     int fixed_items = v4r_file_exists(items), fixed_users = v4r_file_exists(users);
     if (!rc && fixed_items)
-        rc = read_items(&im, items, err);
+        rc = v4r_dataset_read_items(&im.ds, items, err);
     if (!rc && fixed_users)
-        rc = read_users(&im, users, err);
+        rc = v4r_dataset_read_users(&im.ds, users, err);
     for (int s = 0; s < V4R_NSPLITS && !rc; s++)
         rc = read_split(&im, s, im.split_file[s], fixed_users, fixed_items, err);
     if (!rc)
