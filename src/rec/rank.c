@@ -1,6 +1,8 @@
-/* Profiles and exact cosine top-K over the candidates: one BLAS product per user block and item
- * chunk, a bounded heap per user with a threshold scan, history items masked. */
-#include "vlm4rec/rec.h"
+/* Ranking: kernel choice (VLM4REC_KERNEL), profiles, top-K output, and the BLAS kernel. */
+
+/* The BLAS kernel: one product per user block and item chunk, then a threshold scan into bounded
+ * heaps (rank_internal.h). The AVX-512 kernel (rank_avx512.c) is preferred where the CPU has it. */
+#include "rank_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -12,16 +14,17 @@
 
 enum { USER_BLOCK = 256, ITEM_CHUNK = 2048 };
 
-void v4r_profile(const int32_t *hist, size_t n_hist, size_t history_length, const v4r_matrix *items, float *out)
+void v4r_profile_rows(const int32_t *hist, size_t n_hist, size_t history_length, size_t d, v4r_row_fn row,
+                      const void *ctx, float *tmp, float *out)
 {
-    size_t d = items->cols, first = 0;
+    size_t first = 0;
     if (history_length && n_hist > history_length)
         first = n_hist - history_length;
     memset(out, 0, d * sizeof *out);
     for (size_t h = first; h < n_hist; h++) {
-        const float *row = items->data + (size_t)hist[h] * d;
+        const float *r = row(ctx, hist[h], h - first, tmp);
         for (size_t c = 0; c < d; c++)
-            out[c] += row[c];
+            out[c] += r[c];
     }
     /* the mean's 1/n factor vanishes in the renormalization */
     double ss = 0;
@@ -34,87 +37,63 @@ void v4r_profile(const int32_t *hist, size_t n_hist, size_t history_length, cons
     }
 }
 
-typedef struct {
-    float s;
-    int32_t i; /* candidate position; ascending position = ascending item index */
-} entry;
-
-/* a ranks below b: lower score, or the same score and a higher index */
-static int worse(entry a, entry b) { return a.s < b.s || (a.s == b.s && a.i > b.i); }
-
-static void sift_down(entry *h, size_t n, size_t i)
+static const float *row_major(const void *ctx, int32_t item, size_t h, float *tmp)
 {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && worse(h[l], h[m]))
-            m = l;
-        if (r < n && worse(h[r], h[m]))
-            m = r;
-        if (m == i)
-            return;
-        entry t = h[i];
-        h[i] = h[m];
-        h[m] = t;
-        i = m;
+    const v4r_matrix *m = ctx;
+    (void)h;
+    (void)tmp;
+    return m->data + (size_t)item * m->cols;
+}
+
+void v4r_profile(const int32_t *hist, size_t n_hist, size_t history_length, const v4r_matrix *items, float *out)
+{
+    v4r_profile_rows(hist, n_hist, history_length, items->cols, row_major, items, NULL, out);
+}
+
+void v4r_topk_init(v4r_topk *t, const v4r_eval_set *es, size_t u, v4r_entry *heap, size_t kmax,
+                   const int32_t *cand_items)
+{
+    *t = (v4r_topk){heap, 0, kmax, es->mask + es->mask_off[u], es->mask_off[u + 1] - es->mask_off[u], cand_items};
+}
+
+static int cmp_entry_best_first(const void *a, const void *b)
+{
+    const v4r_entry *x = a, *y = b;
+    if (v4r_worse(*x, *y))
+        return 1;
+    if (v4r_worse(*y, *x))
+        return -1;
+    return 0;
+}
+
+void v4r_topk_finish(v4r_topk *t, int32_t *items, float *scores)
+{
+    qsort(t->heap, t->n, sizeof(v4r_entry), cmp_entry_best_first);
+    for (size_t r = 0; r < t->kmax; r++) {
+        int has = r < t->n;
+        int32_t pos = has ? t->heap[r].i : -1;
+        items[r] = !has ? -1 : t->cand_items ? t->cand_items[pos] : pos;
+        scores[r] = has ? t->heap[r].s : NAN;
     }
 }
 
-static void sift_up(entry *h, size_t i)
+int v4r_rank_avx512_supported(void)
 {
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!worse(h[i], h[p]))
-            return;
-        entry t = h[i];
-        h[i] = h[p];
-        h[p] = t;
-        i = p;
-    }
-}
-
-/* The per-user state of the scan: a min-heap of the best kmax so far and the sorted mask. */
-typedef struct {
-    entry *heap;
-    size_t n, kmax;
-    const int32_t *mask;
-    size_t n_mask;
-    const int32_t *cand_items; /* NULL: candidate position = item index */
-} topk;
-
-static int is_masked(const topk *t, int32_t pos)
-{
-    int32_t item = t->cand_items ? t->cand_items[pos] : pos;
-    size_t lo = 0, hi = t->n_mask;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (t->mask[mid] < item)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < t->n_mask && t->mask[lo] == item;
-}
-
-static void offer(topk *t, float s, int32_t pos)
-{
-    if (is_masked(t, pos))
-        return;
-    entry e = {s, pos};
-    if (t->n < t->kmax) {
-        t->heap[t->n] = e;
-        sift_up(t->heap, t->n++);
-    } else if (worse(t->heap[0], e)) {
-        t->heap[0] = e;
-        sift_down(t->heap, t->n, 0);
-    }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
 }
 
 /* Scans n scores of candidates base..base+n-1, in ascending position. */
-static void scan(topk *t, const float *s, size_t n, int32_t base)
+static void scan(v4r_topk *t, const float *s, size_t n, int32_t base)
 {
     size_t j = 0;
     for (; j < n && t->n < t->kmax; j++)
-        offer(t, s[j], base + (int32_t)j);
+        v4r_topk_offer(t, s[j], base + (int32_t)j);
     if (t->kmax == 0)
         return;
     /* heap full: a later position with an equal score never wins, so a strict > test suffices */
@@ -127,7 +106,7 @@ static void scan(topk *t, const float *s, size_t n, int32_t base)
             int b = __builtin_ctz((unsigned)bits);
             bits &= bits - 1;
             if (s[j + (size_t)b] > thr) {
-                offer(t, s[j + (size_t)b], base + (int32_t)(j + (size_t)b));
+                v4r_topk_offer(t, s[j + (size_t)b], base + (int32_t)(j + (size_t)b));
                 thr = t->heap[0].s;
             }
         }
@@ -135,19 +114,9 @@ static void scan(topk *t, const float *s, size_t n, int32_t base)
 #endif
     for (; j < n; j++)
         if (s[j] > thr) {
-            offer(t, s[j], base + (int32_t)j);
+            v4r_topk_offer(t, s[j], base + (int32_t)j);
             thr = t->heap[0].s;
         }
-}
-
-static int cmp_entry_best_first(const void *a, const void *b)
-{
-    const entry *x = a, *y = b;
-    if (worse(*x, *y))
-        return 1;
-    if (worse(*y, *x))
-        return -1;
-    return 0;
 }
 
 typedef struct {
@@ -161,17 +130,15 @@ typedef struct {
     float *top_scores;
 } rank_job;
 
-static void rank_block(const rank_job *job, size_t u0, size_t u1, float *prof, float *scores, entry *heaps)
+static void rank_block(const rank_job *job, size_t u0, size_t u1, float *prof, float *scores, v4r_entry *heaps)
 {
     const v4r_eval_set *es = job->es;
     size_t d = job->items->cols, nb = u1 - u0, nc_total = es->n_candidates, kmax = job->kmax;
-    topk t[USER_BLOCK];
+    v4r_topk t[USER_BLOCK];
     for (size_t j = 0; j < nb; j++) {
-        size_t u = u0 + j;
-        v4r_profile(es->hist + es->hist_off[u], es->hist_off[u + 1] - es->hist_off[u], job->p->history_length,
-                    job->items, prof + j * d);
-        t[j] = (topk){heaps + j * kmax, 0, kmax, es->mask + es->mask_off[u], es->mask_off[u + 1] - es->mask_off[u],
-                      job->cand_items};
+        v4r_profile(es->hist + es->hist_off[u0 + j], es->hist_off[u0 + j + 1] - es->hist_off[u0 + j],
+                    job->p->history_length, job->items, prof + j * d);
+        v4r_topk_init(&t[j], es, u0 + j, heaps + j * kmax, kmax, job->cand_items);
     }
     for (size_t c0 = 0; c0 < nc_total; c0 += ITEM_CHUNK) {
         size_t nc = nc_total - c0 < ITEM_CHUNK ? nc_total - c0 : ITEM_CHUNK;
@@ -180,25 +147,14 @@ static void rank_block(const rank_job *job, size_t u0, size_t u1, float *prof, f
         for (size_t j = 0; j < nb; j++)
             scan(&t[j], scores + j * ITEM_CHUNK, nc, (int32_t)c0);
     }
-    for (size_t j = 0; j < nb; j++) {
-        qsort(t[j].heap, t[j].n, sizeof(entry), cmp_entry_best_first);
-        int32_t *out_items = job->top_items + (u0 + j) * kmax;
-        float *out_scores = job->top_scores + (u0 + j) * kmax;
-        for (size_t r = 0; r < kmax; r++) {
-            int has = r < t[j].n;
-            int32_t pos = has ? t[j].heap[r].i : -1;
-            out_items[r] = !has ? -1 : job->cand_items ? job->cand_items[pos] : pos;
-            out_scores[r] = has ? t[j].heap[r].s : NAN;
-        }
-    }
+    for (size_t j = 0; j < nb; j++)
+        v4r_topk_finish(&t[j], job->top_items + (u0 + j) * kmax, job->top_scores + (u0 + j) * kmax);
 }
 
-int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
-             int32_t *top_items, float *top_scores, v4r_err *err)
+static void rank_blas(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
+                      int32_t *top_items, float *top_scores)
 {
     size_t d = items->cols;
-    if (d == 0 || items->rows == 0)
-        return v4r_fail(err, V4R_EINPUT, "empty item vectors");
     rank_job job = {es, p, items, items->data, NULL, kmax, top_items, top_scores};
     float *gathered = NULL;
     if (es->n_candidates != items->rows) { /* a candidate subset: gather its rows once */
@@ -215,7 +171,7 @@ int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *it
     {
         float *prof = v4r_malloc(USER_BLOCK * d * sizeof *prof);
         float *scores = v4r_malloc((size_t)USER_BLOCK * ITEM_CHUNK * sizeof *scores);
-        entry *heaps = v4r_malloc(USER_BLOCK * (kmax ? kmax : 1) * sizeof *heaps);
+        v4r_entry *heaps = v4r_malloc(USER_BLOCK * (kmax ? kmax : 1) * sizeof *heaps);
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < nblocks; b++) {
             size_t u0 = b * USER_BLOCK, u1 = u0 + USER_BLOCK < es->n_eval ? u0 + USER_BLOCK : es->n_eval;
@@ -228,5 +184,40 @@ int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *it
     }
     v4r_progress_end(&prog);
     free(gathered);
+}
+
+/* VLM4REC_KERNEL: unset, empty or auto = AVX-512 when the CPU has it; blas; avx512 (required). */
+static int pick_kernel(int *avx512, v4r_err *err)
+{
+    const char *k = getenv("VLM4REC_KERNEL");
+    int have = v4r_rank_avx512_supported();
+    *avx512 = 0;
+    if (!k || !*k || !strcmp(k, "auto"))
+        *avx512 = have;
+    else if (!strcmp(k, "avx512")) {
+        if (!have)
+            return v4r_fail(err, V4R_EUSAGE,
+                            "VLM4REC_KERNEL=avx512, but this CPU lacks AVX-512 (F, VL, BW, DQ); use blas or auto");
+        *avx512 = 1;
+    } else if (strcmp(k, "blas") != 0)
+        return v4r_fail(err, V4R_EUSAGE, "VLM4REC_KERNEL='%s' is not one of auto, blas, avx512", k);
+    return V4R_OK;
+}
+
+/* The AVX-512 kernel transposes items->data in place while it runs and restores it bit-exactly
+ * before returning: no other thread may read the matrix during the call. */
+int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
+             int32_t *top_items, float *top_scores, v4r_err *err)
+{
+    if (items->cols == 0 || items->rows == 0)
+        return v4r_fail(err, V4R_EINPUT, "empty item vectors");
+    int avx512, rc = pick_kernel(&avx512, err);
+    if (rc)
+        return rc;
+    v4r_debug("ranking with the %s kernel", avx512 ? "avx512" : "blas");
+    if (avx512)
+        v4r_rank_avx512(es, p, items, kmax, top_items, top_scores);
+    else
+        rank_blas(es, p, items, kmax, top_items, top_scores);
     return V4R_OK;
 }
