@@ -79,11 +79,22 @@ int v4r_file_exists(const char *path);
 char *v4r_path_join(const char *dir, const char *name); /* caller frees */
 int v4r_read_file(const char *path, char **data, size_t *len, v4r_err *err);
 
-/* A string -> index map (open addressing), for id lookups. Keys are copied. */
+/* A string arena: many small strings packed in a few large blocks, all freed at once (ids and
+ * titles of a catalog cost their bytes, not a heap chunk each). A zeroed arena is ready. */
 typedef struct {
-    char **keys;
+    char **blocks;
+    size_t n_blocks, cap_blocks;
+    size_t used, size; /* of the current block */
+} v4r_arena;
+char *v4r_arena_strdup(v4r_arena *a, const char *s);
+void v4r_arena_free(v4r_arena *a);
+
+/* A string -> index map (open addressing), for id lookups. Keys are copied into its arena. */
+typedef struct {
+    const char **keys;
     int64_t *vals;
     size_t cap, count;
+    v4r_arena arena;
 } v4r_strmap;
 void v4r_strmap_init(v4r_strmap *m, size_t expected);
 void v4r_strmap_free(v4r_strmap *m);

@@ -25,6 +25,7 @@ typedef struct {
     char **item_id, **item_title, **item_image; /* item index order; title/image may be "" */
     char **user_id;
     v4r_strmap item_index, user_index;
+    v4r_arena strings; /* holds every id, title and image string */
     v4r_split split[V4R_NSPLITS];
 } v4r_dataset;
 

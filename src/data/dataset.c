@@ -37,13 +37,7 @@ static void split_free(v4r_split *s)
 
 void v4r_dataset_free(v4r_dataset *ds)
 {
-    for (size_t i = 0; i < ds->n_items; i++) {
-        free(ds->item_id[i]);
-        free(ds->item_title[i]);
-        free(ds->item_image[i]);
-    }
-    for (size_t u = 0; u < ds->n_users; u++)
-        free(ds->user_id[u]);
+    v4r_arena_free(&ds->strings);
     free(ds->item_id);
     free(ds->item_title);
     free(ds->item_image);
@@ -68,9 +62,9 @@ int32_t v4r_dataset_add_item(v4r_dataset *ds, const char *id, const char *title,
     cap = ds->items_cap;
     v4r_grow((void **)&ds->item_title, &cap, ds->n_items + 1, sizeof(char *));
     v4r_grow((void **)&ds->item_image, &ds->items_cap, ds->n_items + 1, sizeof(char *));
-    ds->item_id[ds->n_items] = v4r_strdup(id);
-    ds->item_title[ds->n_items] = v4r_strdup(title ? title : "");
-    ds->item_image[ds->n_items] = v4r_strdup(image ? image : "");
+    ds->item_id[ds->n_items] = v4r_arena_strdup(&ds->strings, id);
+    ds->item_title[ds->n_items] = v4r_arena_strdup(&ds->strings, title ? title : "");
+    ds->item_image[ds->n_items] = v4r_arena_strdup(&ds->strings, image ? image : "");
     return (int32_t)ds->n_items++;
 }
 
@@ -82,7 +76,7 @@ int32_t v4r_dataset_add_user(v4r_dataset *ds, const char *id, int *is_new)
     if (old >= 0)
         return (int32_t)old;
     v4r_grow((void **)&ds->user_id, &ds->users_cap, ds->n_users + 1, sizeof(char *));
-    ds->user_id[ds->n_users] = v4r_strdup(id);
+    ds->user_id[ds->n_users] = v4r_arena_strdup(&ds->strings, id);
     return (int32_t)ds->n_users++;
 }
 
