@@ -52,7 +52,11 @@ int v4r_repr_normalize(v4r_matrix *m, const uint8_t *needed, const char *source,
 /* For every evaluated user: profile = normalized mean of the last L history vectors; scores =
  * cosine to every candidate; top kmax by (score desc, item index asc), masked items skipped.
  * items must be row-normalized. Writes n_eval x kmax item indices (-1 pads short lists) and
- * scores. Parallel over user blocks (OpenMP), one BLAS product per block and item chunk. */
+ * scores. Parallel over user blocks (OpenMP). Two kernels give the same lists (up to float
+ * near-ties): one BLAS product per user block and item chunk, or, where the CPU has AVX-512, a
+ * fused scoring + top-K kernel (VLM4REC_KERNEL=auto|blas|avx512). The AVX-512 kernel reorders
+ * items->data in place during the call and restores it bit-exactly before returning: no other
+ * thread may read the matrix meanwhile, and it must be writable. */
 int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
              int32_t *top_items, float *top_scores, v4r_err *err);
 /* The profile of one user (exposed for tests and the recommend command): out has items->cols. */
