@@ -31,8 +31,8 @@ report="$out/eval.md"
 {
   echo "# vlm4rec eval vs numpy: $(date -u +%Y-%m-%dT%H:%MZ), $threads threads, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
   echo
-  echo "| vectors | vlm4rec s | vlm4rec (BLAS path) s | numpy vectorized s | ratio | published loop s (extrapolated) | ratio | vlm4rec peak MB | budget MB | numpy peak MB | metrics agree |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| vectors | vlm4rec s | vlm4rec (BLAS path) s | numpy vectorized s | ratio | numpy, OPENBLAS_* unset s | ratio | published loop s (extrapolated) | ratio | vlm4rec peak MiB | budget MiB | numpy peak MiB | metrics agree |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } > "$report"
 
 for v in description title; do
@@ -49,20 +49,25 @@ for v in description title; do
   read -r blas_wall _ < "$out/cb.time"
   timed "$out/np.time" $py "$here/eval_numpy.py" --dataset "$ds" --vectors "$vec" > "$out/np-$v.json"
   read -r np_wall np_kb < "$out/np.time"
+  # numpy at its best: OpenBLAS free to pick its own (AVX-512) kernels on this CPU
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/time -f "%e %M" -o "$out/npu.time" \
+    $py "$here/eval_numpy.py" --dataset "$ds" --vectors "$vec" > /dev/null
+  read -r npu_wall _ < "$out/npu.time"
   loop_s=$($py "$here/eval_numpy.py" --dataset "$ds" --vectors "$vec" --mode loop --sample 200 |
            $py -c "import json,sys; r=json.load(sys.stdin); print(r['loop_seconds'])")
-  $py - "$out/c-$v.json" "$out/np-$v.json" "$loop_s" "$best" "$blas_wall" "$np_wall" "$rss" "$np_kb" "$n_inter" "$dim" "$v" >> "$report" <<'PY'
+  $py - "$out/c-$v.json" "$out/np-$v.json" "$loop_s" "$best" "$blas_wall" "$np_wall" "$npu_wall" "$rss" "$np_kb" "$n_inter" "$dim" "$v" >> "$report" <<'PY'
 import json, sys
 c, n = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-loop_s, c_s, cb_s, np_s = map(float, sys.argv[3:7])
-rss, np_kb, n_inter, dim = map(int, sys.argv[7:11])
+loop_s, c_s, cb_s, np_s, npu_s = map(float, sys.argv[3:8])
+rss, np_kb, n_inter, dim = map(int, sys.argv[8:12])
 users = c["users"]["evaluated"]
 m = c["models"][0]["metrics"]
 agree = all(abs(m[k]["mean"] - n[k]) < 1e-6 for k in n if "@" in k)
 table_mb = c["dataset"]["items"] * dim * 4 / 2**20
 inter_mb = n_inter * 25 / 2**20  # user, item, timestamp, flags, line: 25 bytes each in memory
 loop_all = loop_s / 200 * users
-print(f"| {sys.argv[11]} ({dim}-d, {users} users) | {c_s:.2f} | {cb_s:.2f} | {np_s:.2f} | {np_s / c_s:.1f}x "
+print(f"| {sys.argv[12]} ({dim}-d, {users} users) | {c_s:.2f} | {cb_s:.2f} | {np_s:.2f} | {np_s / c_s:.1f}x "
+      f"| {npu_s:.2f} | {npu_s / c_s:.1f}x "
       f"| {loop_all:.0f} | {loop_all / c_s:.0f}x | {rss / 1024:.0f} | {1.5 * (table_mb + inter_mb):.0f} "
       f"| {np_kb / 1024:.0f} | {'yes' if agree else 'NO'} |")
 if not agree:
@@ -73,7 +78,8 @@ done
   echo
   echo "vlm4rec s: best of 2 runs of \`vlm4rec eval\` (load, rank, metrics, JSON), wall clock. BLAS path:"
   echo "VLM4REC_KERNEL=blas (OpenBLAS sgemm + heap scan). numpy: bench/eval_numpy.py --mode vectorized"
-  echo "(batched float32 products, argpartition). Published loop: one cosine call and a full sort per user,"
+  echo "(batched float32 products, argpartition), with this machine's OPENBLAS_* settings and again without"
+  echo "them (OpenBLAS then picks its own kernels). Published loop: one cosine call and a full sort per user,"
   echo "timed on 200 users and scaled to all. Budget: 1.5 x (vector table + interactions in memory)."
 } >> "$report"
 cat "$report"
