@@ -1,5 +1,6 @@
 /* `vlm4rec dataset import|synth|stats`: dataset creation and inspection. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vlm4rec/cli.h"
@@ -34,7 +35,8 @@ static const char *stats_help =
     "usage: vlm4rec dataset stats DIR [--covered FILE] [--vectors V.npy] [--json]\n"
     "\n"
     "Counts, density and history lengths per split; with --covered (item ids, one a line) or\n"
-    "--vectors (nonzero rows count as covered), the coverage of items and interactions.\n";
+    "--vectors (nonzero rows count as covered), the coverage of items and interactions. A relative\n"
+    "FILE that does not exist is looked up in the dataset directory.\n";
 
 static const char *dataset_help =
     "usage: vlm4rec dataset <import|synth|stats> [options]\n"
@@ -152,7 +154,13 @@ static int cmd_stats(int argc, char **argv)
     v4r_err err = {0};
     if (v4r_dataset_load(argv[optind], &ds, &err))
         return v4r_cli_report(&err);
+    char *covered = so.covered_path ? v4r_cli_resolve(argv[optind], so.covered_path) : NULL;
+    char *vectors = so.vectors_path ? v4r_cli_resolve(argv[optind], so.vectors_path) : NULL;
+    so.covered_path = covered;
+    so.vectors_path = vectors;
     int rc = v4r_dataset_stats(&ds, &so, stdout, &err);
+    free(covered);
+    free(vectors);
     v4r_dataset_free(&ds);
     return rc ? v4r_cli_report(&err) : 0;
 }

@@ -45,6 +45,7 @@ static int run_protocol(const v4r_dataset *ds, const char *catalog, const uint8_
         rc = v4r_eval_write_json(&res, ds, json_path, err);
         printf("\n== %s: %zu users, %zu candidate items ==\n", title, res.set.n_eval, res.set.n_candidates);
         v4r_eval_print_table(&res, stdout);
+        fflush(stdout);
         v4r_eval_result_free(&res);
     }
     for (size_t i = 0; i < N_DEMO_MODELS; i++)
@@ -90,6 +91,7 @@ int v4r_cmd_demo(int argc, char **argv)
     double t0 = v4r_now();
     printf("vlm4rec demo: synthetic catalog (%zu users, %zu items, %zu interactions, seed %llu) in %s\n", so.users,
            so.items, so.interactions, (unsigned long long)so.seed, catalog);
+    fflush(stdout); /* before the log lines on stderr */
     rc = v4r_synth(catalog, &so, &err);
     if (!rc)
         rc = v4r_dataset_load(catalog, &ds, &err);
