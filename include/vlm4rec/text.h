@@ -1,0 +1,63 @@
+/* text: the BERT WordPiece tokenizer (as the `tokenizers` library runs it), the BERT encoder from
+ * Hugging Face safetensors, and sentence-transformers pooling / normalization. */
+#ifndef VLM4REC_TEXT_H
+#define VLM4REC_TEXT_H
+
+#include "vlm4rec/base.h"
+
+/* ---- tokenizer ---- */
+
+typedef struct v4r_tokenizer v4r_tokenizer;
+
+/* Loads the tokenizer of a model directory: vocab.txt (or the vocabulary of tokenizer.json),
+ * tokenizer_config.json / tokenizer.json for lowercasing, accent stripping, CJK splitting and the
+ * special tokens. */
+int v4r_tokenizer_load(const char *model_dir, v4r_tokenizer **out, v4r_err *err);
+void v4r_tokenizer_free(v4r_tokenizer *t);
+
+/* Tokenizes one UTF-8 text into [CLS] ... [SEP], truncated to max_len tokens in all (0 = no
+ * limit; the [SEP] is kept). *ids is allocated (caller frees), *n set. Invalid UTF-8 is V4R_EINPUT
+ * naming the byte offset; the empty text gives [CLS] [SEP]. */
+int v4r_tokenize(const v4r_tokenizer *t, const char *text, size_t max_len, int32_t **ids, size_t *n, v4r_err *err);
+/* The token string of an id (NULL when out of range), and the vocabulary size. */
+const char *v4r_tokenizer_token(const v4r_tokenizer *t, int32_t id);
+size_t v4r_tokenizer_vocab_size(const v4r_tokenizer *t);
+
+/* ---- encoder ---- */
+
+typedef struct v4r_encoder v4r_encoder;
+
+enum { V4R_POOL_MEAN = 0, V4R_POOL_CLS = 1, V4R_POOL_MAX = 2 };
+
+/* Loads a model directory: config.json, model.safetensors or the shards named by
+ * model.safetensors.index.json (F32/F16/BF16, keys with or without "bert."; mmap'ed), the
+ * tokenizer, and the sentence-transformers files (modules.json, sentence_bert_config.json,
+ * 1_Pooling/config.json) for pooling, normalization and max_seq_length. A plain BERT directory
+ * gets mean pooling, normalization and max_seq_length 512 (the position table's size). */
+int v4r_encoder_load(const char *model_dir, v4r_encoder **out, v4r_err *err);
+void v4r_encoder_free(v4r_encoder *e);
+
+size_t v4r_encoder_dim(const v4r_encoder *e);
+size_t v4r_encoder_max_seq_length(const v4r_encoder *e);
+int v4r_encoder_pooling(const v4r_encoder *e);
+int v4r_encoder_normalizes(const v4r_encoder *e);
+const v4r_tokenizer *v4r_encoder_tokenizer(const v4r_encoder *e);
+
+/* Encodes n token sequences (ids[i] of lens[i] tokens, each already within max_seq_length) into
+ * out (n x dim, row i = sequence i): the forward pass, pooling and (if configured) L2
+ * normalization. Sequences are batched by length (batch_size sequences at most; 0 = 32) so padding
+ * stays small; the result does not depend on batch_size or the thread count. Memory is bounded by
+ * the batch. */
+int v4r_encoder_encode_ids(v4r_encoder *e, const int32_t *const *ids, const size_t *lens, size_t n,
+                           size_t batch_size, float *out, v4r_err *err);
+/* Tokenizes (truncating to max_seq_length) and encodes n texts. An invalid text fails naming its
+ * index. */
+int v4r_encoder_encode_texts(v4r_encoder *e, const char *const *texts, size_t n, size_t batch_size, float *out,
+                             v4r_err *err);
+/* For parity checks: the token states of one sequence after the embeddings (layer 0) and after
+ * each encoder layer (1..L): hidden receives (L + 1) x len x hidden_size floats. */
+int v4r_encoder_hidden_states(v4r_encoder *e, const int32_t *ids, size_t len, float *hidden, v4r_err *err);
+size_t v4r_encoder_layers(const v4r_encoder *e);
+size_t v4r_encoder_hidden_size(const v4r_encoder *e);
+
+#endif
