@@ -12,6 +12,9 @@ static const char *usage =
     "  dataset synth    generate the synthetic catalog with planted semantics\n"
     "  dataset stats    counts, density, history lengths, coverage\n"
     "  eval             rank the catalog for every user and compute the method's metrics\n"
+    "  pull             download a Hugging Face model repository into the model cache\n"
+    "  tokenize         print the WordPiece token ids of texts (JSONL)\n"
+    "  encode           embed texts with a Sentence-BERT / BERT model into a .npy\n"
     "  demo             the whole pipeline on the embedded synthetic default\n"
     "  help             this text\n"
     "  version          print the version\n"
@@ -35,6 +38,12 @@ int main(int argc, char **argv)
         return v4r_cmd_dataset(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return v4r_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "pull"))
+        return v4r_cmd_pull(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize"))
+        return v4r_cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "encode"))
+        return v4r_cmd_encode(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return v4r_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "vlm4rec: unknown command '%s'\n\n%s", cmd, usage);
