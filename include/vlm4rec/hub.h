@@ -1,0 +1,59 @@
+/* hub: Hugging Face model repositories in a local cache: pull (download, resume, verify) and resolve. */
+#ifndef VLM4REC_HUB_H
+#define VLM4REC_HUB_H
+
+#include "vlm4rec/base.h"
+
+/* Options of a pull or a resolve. A zeroed struct (or v4r_hub_opts_defaults) means: the
+ * environment's endpoint, token and cache, revision "main", the default file selection. */
+typedef struct {
+    const char *endpoint;          /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+    const char *token;             /* NULL: $HF_TOKEN (unset or empty: no Authorization header) */
+    const char *home;              /* NULL: v4r_hub_home() */
+    const char *revision;          /* NULL: "main"; a name's @REV must agree with it */
+    const char *const *include;    /* glob patterns on repository paths; none: the default selection */
+    size_t n_include;
+    int offline;                   /* never touch the network (also when $HF_HUB_OFFLINE is 1/true) */
+    int refresh;                   /* ask the hub for the revision's commit even when it is cached */
+    int retries;                   /* resumed attempts after a broken transfer, per file (default 4) */
+} v4r_hub_opts;
+
+/* What a pull did. */
+typedef struct {
+    char commit[41];
+    size_t files;     /* files in the selection */
+    size_t fetched;   /* files downloaded by this call */
+    uint64_t bytes;   /* file bytes received by this call */
+    size_t requests;  /* HTTP requests made (0: served from the cache) */
+} v4r_hub_stats;
+
+void v4r_hub_opts_defaults(v4r_hub_opts *o);
+
+/* The cache root: $VLM4REC_HOME, else $XDG_CACHE_HOME/vlm4rec, else $HOME/.cache/vlm4rec.
+ * Caller frees; NULL when none of them is set. */
+char *v4r_hub_home(void);
+
+/* Splits "ORG/NAME" or "ORG/NAME@REV" (the hub's repository id rules: letters, digits, '-', '_',
+ * '.', no "--" or "..", no leading or trailing '-' or '.', 96 characters at most). *rev is NULL
+ * without '@'. Returns V4R_OK or V4R_EINPUT (err says why). Either out pointer may be NULL. */
+int v4r_hub_parse_name(const char *model, char **repo, char **rev, v4r_err *err);
+
+/* The snapshot directory of model (ORG/NAME[@REV]) when the cache holds it complete for the
+ * selection in o, without any network access: V4R_OK and *dir (caller frees), else V4R_EIO with
+ * err naming what is missing and how to pull it. */
+int v4r_hub_cached(const char *model, const v4r_hub_opts *o, char **dir, v4r_err *err);
+
+/* Makes model (ORG/NAME[@REV]) present in the cache: nothing when it is cached complete (no
+ * network), else lists the revision on the hub and downloads the missing files (resuming
+ * partial ones, verifying sizes and the sha256 of LFS files). *dir (may be NULL) receives the
+ * snapshot directory, *stats (may be NULL) what was done. Errors: V4R_EINPUT for a malformed
+ * name, a malformed hub answer or a file that fails verification; V4R_EIO for the network, HTTP
+ * errors (401/403/404...), offline without the cache, and cache files. */
+int v4r_hub_pull(const char *model, const v4r_hub_opts *o, char **dir, v4r_hub_stats *stats, v4r_err *err);
+
+/* A --model value: an existing directory is returned as it is; ORG/NAME[@REV] goes through
+ * v4r_hub_pull (so the cache answers without network when it can). Anything else is V4R_EINPUT
+ * ("neither a directory nor a model name"). *dir is allocated. */
+int v4r_hub_resolve(const char *model, const v4r_hub_opts *o, char **dir, v4r_err *err);
+
+#endif
