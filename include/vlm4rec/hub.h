@@ -15,7 +15,7 @@ typedef struct {
     size_t n_include;
     int offline;                   /* never touch the network (also when $HF_HUB_OFFLINE is 1/true) */
     int refresh;                   /* ask the hub for the revision's commit even when it is cached */
-    int retries;                   /* resumed attempts after a broken transfer, per file (default 4) */
+    int retries;                   /* resumed attempts after a broken transfer, per file: 0 = 4, < 0 = none */
 } v4r_hub_opts;
 
 /* What a pull did. */
