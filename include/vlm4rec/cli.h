@@ -25,6 +25,9 @@ int v4r_opt_double(const char *cmd, const char *opt, const char *val, double *ou
 /* Resolves each path of a representation spec (PATH or kind:A,B) against the dataset directory
  * when it is relative and not a file from the current directory. Caller frees. */
 char *v4r_cli_resolve(const char *dataset, const char *spec);
+/* Resolves a --model value: an existing directory as it is, else a Hugging Face id through the
+ * model cache (downloading it unless offline). *dir is allocated. */
+int v4r_cli_resolve_model(const char *model, int offline, char **dir, v4r_err *err);
 /* Resets getopt for a fresh parse. */
 void v4r_opt_reset(void);
 

@@ -9,12 +9,13 @@
 #include "vlm4rec/text.h"
 
 static const char *tokenize_help =
-    "usage: vlm4rec tokenize --model DIR --input FILE [options]\n"
+    "usage: vlm4rec tokenize --model DIR|ORG/NAME --input FILE [options]\n"
     "\n"
     "Tokenizes each text as the model's BERT WordPiece tokenizer does ([CLS] ... [SEP]) and prints\n"
     "one JSON object a line: {\"id\": ..., \"ids\": [...], \"tokens\": [...]}.\n"
     "\n"
-    "  --model DIR          the model directory (vocab.txt and/or tokenizer.json, tokenizer_config.json)\n"
+    "  --model DIR          the model directory (vocab.txt and/or tokenizer.json, tokenizer_config.json),\n"
+    "                       or a Hugging Face id resolved through the model cache (see 'vlm4rec pull')\n"
     "  --input FILE         JSONL ({\"text\": ..., \"id\": ...} a line; \"id\" is optional and carried\n"
     "                       through, else the record's index from 0) or plain text (one text a line;\n"
     "                       the id is the line's index from 0); - reads standard input\n"
@@ -223,7 +224,7 @@ static int run_lines(tok_run *r, v4r_lines *in, int format, v4r_err *err)
     return rc ? rc : got < 0 ? err->code : V4R_OK;
 }
 
-static int tokenize_file(const tok_args *a, const v4r_tokenizer *t, FILE *out, v4r_err *err)
+static int tokenize_file(const tok_args *a, const char *model_dir, const v4r_tokenizer *t, FILE *out, v4r_err *err)
 {
     const char *path = strcmp(a->input, "-") ? a->input : "/dev/stdin";
     v4r_lines in;
@@ -231,7 +232,7 @@ static int tokenize_file(const tok_args *a, const v4r_tokenizer *t, FILE *out, v
     if (rc)
         return rc;
     tok_run r = {.t = t, .out = out, .path = a->input};
-    r.max_len = a->has_max ? a->max_len : default_max_len(a->model);
+    r.max_len = a->has_max ? a->max_len : default_max_len(model_dir);
     rc = run_lines(&r, &in, a->format, err);
     v4r_lines_close(&in);
     if (!rc && ferror(out))
@@ -242,14 +243,19 @@ static int tokenize_file(const tok_args *a, const v4r_tokenizer *t, FILE *out, v
 static int run(const tok_args *a, v4r_err *err)
 {
     v4r_tokenizer *t;
-    int rc = v4r_tokenizer_load(a->model, &t, err);
-    if (rc)
+    char *model_dir = NULL;
+    int rc = v4r_cli_resolve_model(a->model, 0, &model_dir, err);
+    if (!rc)
+        rc = v4r_tokenizer_load(model_dir, &t, err);
+    if (rc) {
+        free(model_dir);
         return rc;
+    }
     v4r_outfile of = {0};
     if (a->output)
         rc = v4r_out_open(&of, a->output, err);
     if (!rc)
-        rc = tokenize_file(a, t, a->output ? of.fp : stdout, err);
+        rc = tokenize_file(a, model_dir, t, a->output ? of.fp : stdout, err);
     if (a->output && !rc)
         rc = v4r_out_commit(&of, err);
     else if (a->output && of.fp)
@@ -257,6 +263,7 @@ static int run(const tok_args *a, v4r_err *err)
     if (!rc && !a->output && fflush(stdout))
         rc = v4r_fail(err, V4R_EIO, "write error on standard output");
     v4r_tokenizer_free(t);
+    free(model_dir);
     return rc;
 }
 

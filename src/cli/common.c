@@ -1,5 +1,6 @@
 /* Shared CLI helpers: error reporting, usage errors, option value parsing. */
 #include "vlm4rec/cli.h"
+#include "vlm4rec/hub.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,4 +75,12 @@ char *v4r_cli_resolve(const char *dataset, const char *spec)
     }
     free(list);
     return out;
+}
+
+int v4r_cli_resolve_model(const char *model, int offline, char **dir, v4r_err *err)
+{
+    v4r_hub_opts o;
+    memset(&o, 0, sizeof o);
+    o.offline = offline;
+    return v4r_hub_resolve(model, &o, dir, err);
 }
