@@ -1,0 +1,91 @@
+/* kernels: the numeric building blocks of the encoders: fp16/bf16 conversion, packed linear layers
+ * (an AVX-512 GEMM chosen at run time, cblas_sgemm as the fallback), LayerNorm, GELU, softmax and
+ * multi-head attention with a padding mask. */
+#ifndef VLM4REC_KERNELS_H
+#define VLM4REC_KERNELS_H
+
+#include "vlm4rec/base.h"
+
+/* ---- kernel choice ---- */
+
+/* The two implementations: cblas_sgemm + portable C, or the AVX-512 kernels. Each is deterministic:
+ * a row's numbers do not depend on how many rows are computed with it, nor on the thread count. */
+enum { V4R_KERNEL_BLAS = 0, V4R_KERNEL_AVX512 = 1 };
+
+/* Whether this CPU (and OS) runs the AVX-512 kernels (F, VL, BW, DQ). */
+int v4r_cpu_has_avx512(void);
+/* VLM4REC_KERNEL: unset, empty or auto = avx512 when the CPU has it, else blas; blas; avx512
+ * (an error when the CPU lacks it). Anything else is V4R_EUSAGE. */
+int v4r_kernel_pick(int *kernel, v4r_err *err);
+const char *v4r_kernel_name(int kernel);
+
+/* ---- half precision ---- */
+
+float v4r_f16_to_f32(uint16_t h);
+uint16_t v4r_f32_to_f16(float f); /* round to nearest even; overflow to inf; NaN stays NaN */
+float v4r_bf16_to_f32(uint16_t h);
+uint16_t v4r_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
+/* n little-endian values from src (any alignment) into dst. */
+void v4r_f16_to_f32_n(const void *src, float *dst, size_t n);
+void v4r_bf16_to_f32_n(const void *src, float *dst, size_t n);
+
+/* ---- activations ---- */
+
+enum {
+    V4R_ACT_NONE = 0,
+    V4R_ACT_GELU = 1,      /* x/2 (1 + erf(x/sqrt 2)): transformers' "gelu" */
+    V4R_ACT_GELU_TANH = 2, /* the tanh approximation: "gelu_new", "gelu_pytorch_tanh" */
+    V4R_ACT_RELU = 3,
+};
+
+/* Applies act to x[0..n) in place. */
+void v4r_activate(float *x, size_t n, int act, int kernel);
+/* The scalar references (libm erff / tanhf). */
+float v4r_gelu_ref(float x);
+float v4r_gelu_tanh_ref(float x);
+
+/* ---- row operations ---- */
+
+/* LayerNorm of each of rows rows of n floats, in place: (x - mean) / sqrt(var + eps) * gamma + beta,
+ * the biased variance, sums in a fixed order. */
+void v4r_layernorm(float *x, size_t rows, size_t n, const float *gamma, const float *beta, float eps);
+/* Softmax of x[0..n) in place over the entries whose mask is nonzero (mask NULL: all); masked
+ * entries become 0. With nothing unmasked every entry is 0. */
+void v4r_softmax(float *x, size_t n, const uint8_t *mask, int kernel);
+
+/* ---- linear layers ---- */
+
+/* y = x W^T + b with W (out x in, PyTorch's layout) prepared once: copied for cblas_sgemm, or packed
+ * into 32-column k-major panels for the AVX-512 GEMM. */
+typedef struct {
+    size_t in, out;
+    int kernel;
+    float *w;    /* blas: out x in row-major */
+    float *pack; /* avx512: ceil(out / 32) panels of in x 32 floats, zero-padded */
+    float *bias; /* out floats (zeros when the layer has none) */
+} v4r_linear;
+
+/* w: out x in; bias may be NULL. */
+void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel);
+void v4r_linear_free(v4r_linear *l);
+/* y (rows x out) = act(x (rows x in) W^T + bias [+ res]), res (rows x out) or NULL; the bias is
+ * added to the product, then res, then the activation. The rows fall in nseg segments (sequences):
+ * seg[0] = 0 < seg[1] < ... < seg[nseg] = rows (seg NULL: one segment). A row's numbers depend only
+ * on its segment (blas: one single-threaded cblas_sgemm per segment, segments in parallel; avx512:
+ * on the row alone), never on the other segments or the thread count. Multithreaded (OpenMP); y
+ * must not overlap x or res. */
+void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
+                      const float *res, int act, float *y);
+
+/* ---- attention ---- */
+
+/* Multi-head scaled dot-product self-attention of one sequence of len tokens of which the first
+ * valid are real and the rest padding (masked as keys; their output rows mean nothing: zeros or
+ * computed). The real rows' numbers do not depend on the padding. qkv: len rows (stride ld) of [q | k | v], each heads x head_dim; out: len rows (stride
+ * ldo) of heads x head_dim. scratch: v4r_attention_scratch(len, head_dim) floats. One thread; the
+ * caller parallelizes over sequences (and heads, through head0/nheads). */
+void v4r_attention(const float *qkv, size_t ld, size_t len, size_t valid, size_t heads, size_t head_dim,
+                   size_t head0, size_t nheads, float *out, size_t ldo, float *scratch, int kernel);
+size_t v4r_attention_scratch(size_t len, size_t head_dim);
+
+#endif

@@ -1,0 +1,143 @@
+/* The AVX-512 GEMM of the linear layers: y = act(x W^T + b [+ res]) over weights packed once. */
+
+/* Design: W is packed at load into panels of 32 output columns, k-major (two zmm per k). Each
+ * thread takes an equal share of the rows (in units of MR); per block of MC rows and KC depth it
+ * packs the rows k-major (MR at a time) and runs 14 x 32 register tiles over every panel, the
+ * panel's KC x 32 slice staying in L1 across the block's tiles. A tile starts from the partial
+ * sums of the previous depth block, so each output is one FMA chain over k in order: the numbers
+ * do not depend on the row count, the blocking or the threads. The last depth block adds the bias,
+ * the residual and the activation in registers before the store. */
+#include "internal.h"
+#include "vmath_avx512.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MR = 14, NR = V4R_PANEL, KC = 256, MC = MR * 12 };
+
+void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack)
+{
+    size_t panels = (out + NR - 1) / NR;
+    for (size_t p = 0; p < panels; p++)
+        for (size_t k = 0; k < in; k++)
+            for (size_t j = 0; j < NR; j++) {
+                size_t o = p * NR + j;
+                pack[(p * in + k) * NR + j] = o < out ? w[o * in + k] : 0.0f;
+            }
+}
+
+typedef struct {
+    const v4r_linear *l;
+    const float *x, *res;
+    float *y;
+    int act;
+} gemm_job;
+
+/* The epilogue of one 16-column vector: bias, residual, activation. */
+V4R_AVX512_INLINE __m512 finish(__m512 v, const float *bias, const float *res, int act, __mmask16 m)
+{
+    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias));
+    if (res)
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res));
+    if (act == V4R_ACT_GELU)
+        v = v4r_gelu16(v);
+    else if (act == V4R_ACT_RELU)
+        v = _mm512_max_ps(v, _mm512_setzero_ps());
+    return v;
+}
+
+/* One MR x 32 tile: c (ldc) = [c +] a (kc x MR) b (kc x 32); rows >= mr and masked columns are not
+ * stored. first: start from zero; last: apply the epilogue (bias/res point at the tile's column). */
+V4R_AVX512 static void tile(size_t kc, const float *restrict a, const float *restrict b, float *c, size_t ldc,
+                            size_t mr, __mmask16 m0, __mmask16 m1, int first, int last, const gemm_job *job,
+                            size_t col, const float *res, size_t ldr)
+{
+    __m512 c0[MR], c1[MR];
+    for (size_t r = 0; r < MR; r++) {
+        c0[r] = r < mr && !first ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
+        c1[r] = r < mr && !first ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (size_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(b + k * NR), b1 = _mm512_load_ps(b + k * NR + 16);
+        for (size_t r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(a[k * MR + r]);
+            c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+        }
+    }
+    const float *bias = job->l->bias + col;
+    for (size_t r = 0; r < MR; r++) { /* a constant trip count keeps the sums in registers */
+        if (r >= mr)
+            break;
+        if (last) {
+            const float *rr = res ? res + r * ldr : NULL;
+            c0[r] = finish(c0[r], bias, rr, job->act, m0);
+            c1[r] = finish(c1[r], bias + 16, rr ? rr + 16 : NULL, job->act, m1);
+        }
+        _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
+        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+    }
+}
+
+/* Packs rows [0, mc) x depth [k0, k0 + kc) of x (ld) into MR-row k-major micro-panels, zero rows
+ * past mc, by 16 x 16 transposes. */
+V4R_AVX512 static void pack_rows(const float *x, size_t ld, size_t mc, size_t k0, size_t kc, float *ap)
+{
+    for (size_t i = 0; i < mc; i += MR) {
+        float *dst = ap + i * kc;
+        size_t mr = mc - i < MR ? mc - i : MR;
+        for (size_t k = 0; k < kc; k += 16) {
+            __mmask16 m = v4r_lanes(kc - k);
+            __m512 r[16];
+            for (size_t q = 0; q < 16; q++)
+                r[q] = q < mr ? _mm512_maskz_loadu_ps(m, x + (i + q) * ld + k0 + k) : _mm512_setzero_ps();
+            v4r_transpose16(r);
+            for (size_t q = 0; q < 16 && k + q < kc; q++)
+                _mm512_mask_storeu_ps(dst + (k + q) * MR, (__mmask16)((1u << MR) - 1), r[q]);
+        }
+    }
+}
+
+
+/* Rows [r0, r0 + mc) over all columns. */
+V4R_AVX512 static void row_block(const gemm_job *job, size_t r0, size_t mc, float *ap)
+{
+    const v4r_linear *l = job->l;
+    size_t K = l->in, N = l->out, panels = (N + NR - 1) / NR;
+    for (size_t k0 = 0; k0 < K; k0 += KC) {
+        size_t kc = K - k0 < KC ? K - k0 : KC;
+        int first = k0 == 0, last = k0 + kc == K;
+        pack_rows(job->x + r0 * K, K, mc, k0, kc, ap);
+        for (size_t p = 0; p < panels; p++) {
+            const float *b = l->pack + (p * K + k0) * NR;
+            size_t col = p * NR;
+            __mmask16 m0 = v4r_lanes(N - col), m1 = N - col > 16 ? v4r_lanes(N - col - 16) : 0;
+            for (size_t i = 0; i < mc; i += MR) {
+                size_t mr = mc - i < MR ? mc - i : MR;
+                const float *res = job->res ? job->res + (r0 + i) * N + col : NULL;
+                tile(kc, ap + i * kc, b, job->y + (r0 + i) * N + col, N, mr, m0, m1, first, last, job, col, res, N);
+            }
+        }
+    }
+}
+
+void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y)
+{
+    gemm_job job = {l, x, res, y, act};
+    size_t units = (rows + MR - 1) / MR;
+    int nt = omp_get_max_threads();
+    if ((size_t)nt > units)
+        nt = (int)units;
+#pragma omp parallel num_threads(nt)
+    {
+        size_t t = (size_t)omp_get_thread_num(), n = (size_t)omp_get_num_threads();
+        size_t u0 = units * t / n, u1 = units * (t + 1) / n;
+        float *ap = v4r_aligned_alloc((size_t)MC * KC * sizeof *ap);
+        for (size_t u = u0; u < u1; u += MC / MR) {
+            size_t r0 = u * MR, r1 = (u + MC / MR < u1 ? u + MC / MR : u1) * MR;
+            row_block(&job, r0, (r1 < rows ? r1 : rows) - r0, ap);
+        }
+        free(ap);
+    }
+}

@@ -1,0 +1,22 @@
+/* Internal to the kernels module: the AVX-512 implementations behind the public dispatchers. */
+#ifndef V4R_KERNELS_INTERNAL_H
+#define V4R_KERNELS_INTERNAL_H
+
+#include "vlm4rec/kernels.h"
+
+enum { V4R_PANEL = 32 }; /* output columns per packed weight panel */
+
+/* Packs W (out x in) into ceil(out / 32) panels of in x 32 floats, zero-padded columns. */
+void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack);
+/* y = act(x W^T + bias [+ res]) over the packed weights (v4r_linear_apply's contract). */
+void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
+void v4r_avx512_activate(float *x, size_t n, int act);
+void v4r_avx512_softmax(float *x, size_t n, const uint8_t *mask);
+void v4r_avx512_attention(const float *qkv, size_t ld, size_t len, size_t valid, size_t heads, size_t head_dim,
+                          size_t head0, size_t nheads, float *out, size_t ldo, float *scratch);
+
+/* Portable pieces shared by both implementations. */
+void *v4r_aligned_alloc(size_t n); /* 64-byte aligned; aborts when out of memory; free() it */
+void v4r_activate_ref(float *x, size_t n, int act);
+
+#endif

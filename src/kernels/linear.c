@@ -1,0 +1,92 @@
+/* Linear layers: weights prepared once (copied for cblas_sgemm or packed for the AVX-512 GEMM);
+ * the BLAS path runs one cblas_sgemm over all rows and a fused bias/residual/activation pass. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *v4r_aligned_alloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0) {
+        fprintf(stderr, "vlm4rec: out of memory (%zu bytes)\n", n);
+        abort();
+    }
+    return p;
+}
+
+void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel)
+{
+    memset(l, 0, sizeof *l);
+    l->in = in;
+    l->out = out;
+    l->kernel = kernel;
+    l->bias = v4r_calloc(out, sizeof *l->bias);
+    if (bias)
+        memcpy(l->bias, bias, out * sizeof *bias);
+    if (kernel == V4R_KERNEL_AVX512) {
+        size_t panels = (out + V4R_PANEL - 1) / V4R_PANEL;
+        l->pack = v4r_aligned_alloc(panels * V4R_PANEL * in * sizeof *l->pack);
+        v4r_avx512_pack(w, out, in, l->pack);
+    } else {
+        l->w = v4r_malloc(out * in * sizeof *l->w);
+        memcpy(l->w, w, out * in * sizeof *w);
+    }
+}
+
+void v4r_linear_free(v4r_linear *l)
+{
+    free(l->w);
+    free(l->pack);
+    free(l->bias);
+    memset(l, 0, sizeof *l);
+}
+
+/* y[r] = act(y[r] + bias [+ res[r]]) for rows [r0, r1). */
+static void epilogue_rows(const v4r_linear *l, size_t r0, size_t r1, const float *res, int act, float *y)
+{
+    size_t n = l->out;
+    for (size_t r = r0; r < r1; r++) {
+        float *yr = y + r * n;
+        for (size_t c = 0; c < n; c++)
+            yr[c] += l->bias[c];
+        if (res)
+            for (size_t c = 0; c < n; c++)
+                yr[c] += res[r * n + c];
+        v4r_activate_ref(yr, n, act);
+    }
+}
+
+/* One cblas_sgemm per segment. Called inside a parallel region, OpenBLAS runs each single-threaded,
+ * so a segment's numbers depend only on its rows. */
+static void linear_blas(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
+                        const float *res, int act, float *y)
+{
+    size_t one[2] = {0, rows};
+    if (!seg) {
+        seg = one;
+        nseg = 1;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t s = 0; s < nseg; s++) {
+        size_t r0 = seg[s], m = seg[s + 1] - r0;
+        if (m == 0)
+            continue;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)l->out, (int)l->in, 1.0f, x + r0 * l->in,
+                    (int)l->in, l->w, (int)l->in, 0.0f, y + r0 * l->out, (int)l->out);
+        epilogue_rows(l, r0, r0 + m, res, act, y);
+    }
+}
+
+void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
+                      const float *res, int act, float *y)
+{
+    if (rows == 0)
+        return;
+    if (l->kernel == V4R_KERNEL_AVX512)
+        v4r_avx512_linear(l, x, rows, res, act, y);
+    else
+        linear_blas(l, x, rows, seg, nseg, res, act, y);
+}
