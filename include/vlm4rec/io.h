@@ -1,4 +1,4 @@
-/* io: .npy float matrices, line readers with line numbers, TSV and CSV fields. */
+/* io: .npy float matrices, line readers with line numbers, TSV and CSV fields, safetensors. */
 #ifndef VLM4REC_IO_H
 #define VLM4REC_IO_H
 
@@ -60,5 +60,45 @@ typedef struct {
 int v4r_csv_open(v4r_csv *c, const char *path, char delim, v4r_err *err);
 int v4r_csv_next(v4r_csv *c, v4r_err *err);
 void v4r_csv_close(v4r_csv *c);
+
+/* ---- safetensors ---- */
+
+/* One tensor of a safetensors file: its header entry and its bytes in the mapped file. */
+typedef struct {
+    char *name;
+    char dtype[16]; /* as the header spells it: F32, F16, BF16, I64, ... */
+    int ndim;
+    size_t shape[8];
+    size_t numel;
+    const unsigned char *data; /* little-endian, any alignment */
+    size_t nbytes;
+    const char *file; /* the file that holds it */
+} v4r_st_tensor;
+
+typedef struct v4r_safetensors v4r_safetensors;
+
+/* Opens a .safetensors file, or an index (a .json file with a "weight_map") and every shard it
+ * names, mmap'ed read-only. Headers are checked in full: a truncated file, data past the end, a
+ * size that does not match shape and dtype, a shard the index names but that is missing (V4R_EIO,
+ * naming the index and the shard) or that lacks a tensor the index puts there are errors. */
+int v4r_st_open(const char *path, v4r_safetensors **out, v4r_err *err);
+/* The weights of a model directory: model.safetensors.index.json when present, else
+ * model.safetensors; neither is V4R_EIO naming the directory. */
+int v4r_st_open_dir(const char *dir, v4r_safetensors **out, v4r_err *err);
+void v4r_st_close(v4r_safetensors *st);
+/* The path given to v4r_st_open (the file or the index). */
+const char *v4r_st_path(const v4r_safetensors *st);
+size_t v4r_st_count(const v4r_safetensors *st);
+const v4r_st_tensor *v4r_st_at(const v4r_safetensors *st, size_t i);
+/* The tensor called name, else "bert." name, else name less a leading "bert."; NULL when none. */
+const v4r_st_tensor *v4r_st_find(const v4r_safetensors *st, const char *name);
+/* v4r_st_find that must succeed, with a float dtype (F32, F16, BF16) and exactly shape (ndim
+ * dims): else V4R_EINPUT naming the tensor and the file. */
+int v4r_st_get(const v4r_safetensors *st, const char *name, int ndim, const size_t *shape, const v4r_st_tensor **t,
+               v4r_err *err);
+/* Elements [first, first + n) of a float tensor as float32. */
+void v4r_st_to_f32(const v4r_st_tensor *t, size_t first, size_t n, float *out);
+/* v4r_st_get, then the whole tensor as float32 in a fresh buffer (caller frees). */
+int v4r_st_load(const v4r_safetensors *st, const char *name, int ndim, const size_t *shape, float **out, v4r_err *err);
 
 #endif
