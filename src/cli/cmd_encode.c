@@ -1,12 +1,377 @@
-/* placeholder: `vlm4rec encode` is being written */
+/* `vlm4rec encode`: embed texts (a JSONL or TSV of item and text, or a dataset's titles) with a
+ * Sentence-BERT / BERT model into a .npy, in the dataset's item order when a dataset is given. */
+#include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "vlm4rec/cli.h"
+#include "vlm4rec/data.h"
+#include "vlm4rec/text.h"
+
+static const char *encode_help =
+    "usage: vlm4rec encode --model DIR|ORG/NAME (--input FILE | --dataset DIR --titles) -o OUT.npy [options]\n"
+    "\n"
+    "Embeds every text with the model (tokenized and truncated to its max_seq_length, pooled and\n"
+    "normalized as its sentence-transformers files say).\n"
+    "  --model M          a model directory, or a Hugging Face id resolved through the model cache\n"
+    "                     (see 'vlm4rec pull')\n"
+    "  --input FILE       JSONL ({\"item\": ID, \"text\": ...} a line; \"id\" is accepted for \"item\") or TSV\n"
+    "                     (item<TAB>text a line, an optional header 'item<TAB>text'); by extension\n"
+    "                     .jsonl/.json or .tsv/.txt, or --format\n"
+    "  --format F         jsonl or tsv\n"
+    "  --dataset DIR      rows follow the dataset's item order; items without text get zero rows\n"
+    "  --titles           with --dataset and no --input: encode the dataset's titles\n"
+    "  -o, --output FILE  the vectors (.npy, float32)\n"
+    "  --covered-out FILE with --dataset: the ids of the items that got a vector (default:\n"
+    "                     OUT with .covered.txt in place of .npy); use it with 'eval --covered'\n"
+    "  --batch-size N     sequences per forward batch (default 32)\n"
+    "  --threads N        worker threads (default: all cores)\n"
+    "  --offline          never touch the network to resolve --model\n"
+    "  -q, --quiet        no progress or log lines\n"
+    "An empty (or all-blank) text counts as no text. Invalid UTF-8 is an error naming the line.\n";
+
+typedef struct {
+    const char *model, *input, *format, *dataset, *output, *covered_out;
+    int titles, offline;
+    size_t batch;
+} encode_args;
+
+typedef struct {
+    size_t n, cap;
+    char **item; /* NULL when the input has no ids */
+    char **text;
+    long *line;
+} text_list;
+
+static void list_push(text_list *l, const char *item, const char *text, long line)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        l->item = v4r_realloc(l->item, l->cap * sizeof *l->item);
+        l->text = v4r_realloc(l->text, l->cap * sizeof *l->text);
+        l->line = v4r_realloc(l->line, l->cap * sizeof *l->line);
+    }
+    l->item[l->n] = item ? v4r_strdup(item) : NULL;
+    l->text[l->n] = v4r_strdup(text);
+    l->line[l->n] = line;
+    l->n++;
+}
+
+static void list_free(text_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->item[i]);
+        free(l->text[i]);
+    }
+    free(l->item);
+    free(l->text);
+    free(l->line);
+    memset(l, 0, sizeof *l);
+}
+
+static int jsonl_line(text_list *l, const char *path, long lineno, const char *line, v4r_err *err)
+{
+    json_error_t je;
+    json_t *obj = json_loads(line, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (!obj || !json_is_object(obj)) {
+        json_decref(obj);
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: not a JSON object (%s)", path, lineno, obj ? "" : je.text);
+    }
+    json_t *text = json_object_get(obj, "text"), *id = json_object_get(obj, "item");
+    if (!id)
+        id = json_object_get(obj, "id");
+    int rc = V4R_OK;
+    char num[32];
+    const char *id_str = NULL;
+    if (json_is_string(id))
+        id_str = json_string_value(id);
+    else if (json_is_integer(id))
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(id)), id_str = num;
+    else if (id && !json_is_null(id))
+        rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item' must be a string or an integer", path, lineno);
+    if (!rc && !json_is_string(text))
+        rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'text' missing or not a string", path, lineno);
+    if (!rc) { /* a C string cannot hold U+0000; the tokenizer drops it anyway */
+        char *t = v4r_strndup(json_string_value(text), json_string_length(text));
+        size_t w = 0;
+        for (size_t i = 0; i < json_string_length(text); i++)
+            if (t[i])
+                t[w++] = t[i];
+        t[w] = 0;
+        list_push(l, id_str, t, lineno);
+        free(t);
+    }
+    json_decref(obj);
+    return rc;
+}
+
+static int tsv_line(text_list *l, const char *path, long lineno, char *line, v4r_err *err)
+{
+    char *f[3];
+    size_t n = v4r_tsv_split(line, f, 3);
+    if (lineno == 1 && n == 2 && !strcmp(f[0], "item") && !strcmp(f[1], "text"))
+        return V4R_OK; /* header */
+    if (n != 2)
+        return v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, expected item<TAB>text", path, lineno, n);
+    v4r_tsv_unescape(f[0]);
+    v4r_tsv_unescape(f[1]);
+    list_push(l, f[0], f[1], lineno);
+    return V4R_OK;
+}
+
+static int read_texts(const char *path, int jsonl, text_list *l, v4r_err *err)
+{
+    v4r_lines r;
+    int rc = v4r_lines_open(&r, path, err);
+    while (!rc) {
+        int got = v4r_lines_next(&r, err);
+        if (got <= 0) {
+            rc = got < 0 ? err->code : V4R_OK;
+            break;
+        }
+        if (!r.line[strspn(r.line, " \t")])
+            continue;
+        rc = jsonl ? jsonl_line(l, path, r.lineno, r.line, err) : tsv_line(l, path, r.lineno, r.line, err);
+    }
+    if (r.fp)
+        v4r_lines_close(&r);
+    if (!rc && l->n == 0)
+        rc = v4r_fail(err, V4R_EINPUT, "%s: no texts", path);
+    return rc;
+}
+
+static int is_blank(const char *s) { return s[strspn(s, " \t\r\n")] == 0; }
+
+/* Maps each text to its output row: the dataset's item index, or its own position. */
+static int assign_rows(const text_list *l, const v4r_dataset *ds, const char *path, int64_t *row, v4r_err *err)
+{
+    if (!ds) {
+        for (size_t i = 0; i < l->n; i++)
+            row[i] = (int64_t)i;
+        return V4R_OK;
+    }
+    long *seen = v4r_calloc(ds->n_items, sizeof *seen);
+    int rc = V4R_OK;
+    for (size_t i = 0; i < l->n && !rc; i++) {
+        if (!l->item[i])
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: no item id (needed with --dataset)", path, l->line[i]);
+        else if ((row[i] = v4r_strmap_get(&ds->item_index, l->item[i])) < 0)
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: field 'item': unknown item '%s' (not in the dataset)", path,
+                          l->line[i], l->item[i]);
+        else if (seen[row[i]])
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: item '%s' already has a text at line %ld", path, l->line[i],
+                          l->item[i], seen[row[i]]);
+        else
+            seen[row[i]] = l->line[i] ? l->line[i] : -1;
+    }
+    free(seen);
+    return rc;
+}
+
+/* Tokenizes every non-blank text (in parallel); fails on the first invalid one in input order. */
+static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *path, int32_t **ids, size_t *lens,
+                        v4r_err *err)
+{
+    const v4r_tokenizer *tok = v4r_encoder_tokenizer(enc);
+    size_t max_len = v4r_encoder_max_seq_length(enc), bad = l->n;
+    v4r_err first = {0};
+#pragma omp parallel for schedule(dynamic, 64)
+    for (size_t i = 0; i < l->n; i++) {
+        ids[i] = NULL;
+        lens[i] = 0;
+        if (is_blank(l->text[i]))
+            continue;
+        v4r_err e = {0};
+        if (v4r_tokenize(tok, l->text[i], max_len, &ids[i], &lens[i], &e) != 0) {
+#pragma omp critical(v4r_encode_bad)
+            if (i < bad) {
+                bad = i;
+                first = e;
+            }
+        }
+    }
+    if (bad == l->n)
+        return V4R_OK;
+    *err = first;
+    if (l->line[bad])
+        return v4r_err_prefix(err, "%s:%ld: ", path, l->line[bad]);
+    return v4r_err_prefix(err, "item %zu: ", bad);
+}
+
+static int write_covered(const char *path, const v4r_dataset *ds, const uint8_t *has, v4r_err *err)
+{
+    v4r_outfile out;
+    int rc = v4r_out_open(&out, path, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < ds->n_items; i++)
+        if (has[i]) {
+            v4r_tsv_write_field(out.fp, ds->item_id[i]);
+            putc('\n', out.fp);
+        }
+    return v4r_out_commit(&out, err);
+}
+
+/* Encodes the non-blank texts and writes the rows; returns the count encoded in *done. */
+static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *l, const int64_t *row, size_t n_rows,
+                       const v4r_dataset *ds, v4r_err *err)
+{
+    size_t dim = v4r_encoder_dim(enc);
+    int32_t **ids = v4r_calloc(l->n, sizeof *ids);
+    size_t *lens = v4r_calloc(l->n, sizeof *lens), n_seq = 0;
+    int rc = tokenize_all(enc, l, a->input ? a->input : "titles", ids, lens, err);
+    const int32_t **seq = v4r_malloc(l->n * sizeof *seq);
+    size_t *seq_len = v4r_malloc(l->n * sizeof *seq_len), *seq_of = v4r_malloc(l->n * sizeof *seq_of);
+    for (size_t i = 0; i < l->n && !rc; i++)
+        if (ids[i]) {
+            seq[n_seq] = ids[i];
+            seq_len[n_seq] = lens[i];
+            seq_of[n_seq++] = i;
+        }
+    float *vec = v4r_calloc(n_rows * dim, sizeof *vec), *tmp = v4r_malloc((n_seq ? n_seq : 1) * dim * sizeof *tmp);
+    uint8_t *has = v4r_calloc(n_rows, 1);
+    if (!rc && n_seq)
+        rc = v4r_encoder_encode_ids(enc, seq, seq_len, n_seq, a->batch, tmp, err);
+    for (size_t s = 0; s < n_seq && !rc; s++) {
+        memcpy(vec + (size_t)row[seq_of[s]] * dim, tmp + s * dim, dim * sizeof *vec);
+        has[row[seq_of[s]]] = 1;
+    }
+    if (!rc)
+        rc = v4r_npy_write(a->output, vec, n_rows, dim, err);
+    if (!rc && ds) {
+        char *cov = a->covered_out ? v4r_strdup(a->covered_out) : NULL;
+        if (!cov) {
+            size_t n = strlen(a->output);
+            cov = n > 4 && !strcmp(a->output + n - 4, ".npy") ? v4r_sprintf("%.*s.covered.txt", (int)(n - 4), a->output)
+                                                             : v4r_sprintf("%s.covered.txt", a->output);
+        }
+        rc = write_covered(cov, ds, has, err);
+        if (!rc)
+            v4r_info("%zu of %zu items have a vector; their ids are in %s", n_seq, n_rows, cov);
+        free(cov);
+    }
+    if (!rc && n_seq < l->n)
+        v4r_warn("%zu empty texts got no vector", l->n - n_seq);
+    for (size_t i = 0; i < l->n; i++)
+        free(ids[i]);
+    free(ids);
+    free(lens);
+    free(seq);
+    free(seq_len);
+    free(seq_of);
+    free(vec);
+    free(tmp);
+    free(has);
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, encode_args *a)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"input", required_argument, 0, 'i'},
+        {"format", required_argument, 0, 'f'},  {"dataset", required_argument, 0, 'd'},
+        {"titles", no_argument, 0, 't'},        {"output", required_argument, 0, 'o'},
+        {"covered-out", required_argument, 0, 'c'}, {"batch-size", required_argument, 0, 'b'},
+        {"threads", required_argument, 0, 'j'}, {"offline", no_argument, 0, 'O'},
+        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c, rc = 0;
+    size_t threads;
+    v4r_opt_reset();
+    while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': a->model = optarg; break;
+        case 'i': a->input = optarg; break;
+        case 'f': a->format = optarg; break;
+        case 'd': a->dataset = optarg; break;
+        case 't': a->titles = 1; break;
+        case 'o': a->output = optarg; break;
+        case 'c': a->covered_out = optarg; break;
+        case 'b': rc = v4r_opt_size("encode", "batch-size", optarg, &a->batch); break;
+        case 'j':
+            rc = v4r_opt_size("encode", "threads", optarg, &threads);
+            if (!rc && (threads == 0 || threads > 1024))
+                rc = v4r_cli_usage_error("encode", "--threads must be 1..1024");
+            if (!rc)
+                omp_set_num_threads((int)threads);
+            break;
+        case 'O': a->offline = 1; break;
+        case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
+        case 'h': fputs(encode_help, stdout); return -1;
+        default: return v4r_cli_usage_error("encode", "bad option");
+        }
+    }
+    if (!rc && optind != argc)
+        rc = v4r_cli_usage_error("encode", "unexpected argument '%s'", argv[optind]);
+    if (!rc && (!a->model || !a->output))
+        rc = v4r_cli_usage_error("encode", "--model and -o are required");
+    if (!rc && !a->input == !a->titles)
+        rc = v4r_cli_usage_error("encode", "give either --input FILE or --titles (with --dataset)");
+    if (!rc && a->titles && !a->dataset)
+        rc = v4r_cli_usage_error("encode", "--titles needs --dataset");
+    if (!rc && a->format && strcmp(a->format, "jsonl") && strcmp(a->format, "tsv"))
+        rc = v4r_cli_usage_error("encode", "--format must be jsonl or tsv, not '%s'", a->format);
+    return rc;
+}
+
+static int input_is_jsonl(const encode_args *a)
+{
+    if (a->format)
+        return !strcmp(a->format, "jsonl");
+    const char *dot = strrchr(a->input, '.');
+    return dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json"));
+}
+
+static void titles_of(const v4r_dataset *ds, text_list *l)
+{
+    for (size_t i = 0; i < ds->n_items; i++)
+        list_push(l, ds->item_id[i], ds->item_title[i], 0);
+}
+
+static int run_encode(const encode_args *a, v4r_err *err)
+{
+    v4r_dataset ds;
+    text_list l = {0};
+    v4r_encoder *enc = NULL;
+    int have_ds = 0;
+    int rc = a->dataset ? v4r_dataset_load(a->dataset, &ds, err) : V4R_OK;
+    have_ds = a->dataset && !rc;
+    if (!rc && a->input)
+        rc = read_texts(a->input, input_is_jsonl(a), &l, err);
+    else if (!rc)
+        titles_of(&ds, &l);
+    char *model_dir = NULL;
+    if (!rc)
+        rc = v4r_cli_resolve_model(a->model, a->offline, &model_dir, err);
+    if (!rc)
+        rc = v4r_encoder_load(model_dir, &enc, err);
+    int64_t *row = v4r_malloc((l.n ? l.n : 1) * sizeof *row);
+    if (!rc)
+        rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);
+    if (!rc) {
+        double t0 = v4r_now();
+        rc = encode_rows(enc, a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+        if (!rc)
+            v4r_info("encoded %zu texts in %.1fs into %s", l.n, v4r_now() - t0, a->output);
+    }
+    free(row);
+    free(model_dir);
+    v4r_encoder_free(enc);
+    list_free(&l);
+    if (have_ds)
+        v4r_dataset_free(&ds);
+    return rc;
+}
 
 int v4r_cmd_encode(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "vlm4rec encode: not available in this build\n");
-    return V4R_EINTERNAL;
+    encode_args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    v4r_err err = {0};
+    rc = run_encode(&a, &err);
+    return rc ? v4r_cli_report(&err) : 0;
 }
