@@ -10,7 +10,7 @@ enum { QB = 8 }; /* the AVX-512 kernel's query block (its scratch: QB score rows
 
 size_t v4r_attention_scratch(size_t len, size_t head_dim)
 {
-    size_t lp = (len + 15) / 16 * 16, blas = len * len, avx = (head_dim + QB) * lp;
+    size_t lp = (len + 15) / 16 * 16, blas = len * len, avx = (2 * head_dim + QB) * lp;
     return blas > avx ? blas : avx;
 }
 

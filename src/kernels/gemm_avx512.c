@@ -14,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MR = 14, NR = V4R_PANEL, KC = 256, MC = MR * 12 };
+#ifndef GEMM_KC
+#define GEMM_KC 384
+#define GEMM_MB 12
+#endif
+enum { MR = 14, NR = V4R_PANEL, KC = GEMM_KC, MC = MR * GEMM_MB };
 
 void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack)
 {
@@ -47,16 +51,16 @@ V4R_AVX512_INLINE __m512 finish(__m512 v, const float *bias, const float *res, i
     return v;
 }
 
-/* One MR x 32 tile: c (ldc) = [c +] a (kc x MR) b (kc x 32); rows >= mr and masked columns are not
- * stored. first: start from zero; last: apply the epilogue (bias/res point at the tile's column). */
-V4R_AVX512 static void tile(size_t kc, const float *restrict a, const float *restrict b, float *c, size_t ldc,
-                            size_t mr, __mmask16 m0, __mmask16 m1, int first, int last, const gemm_job *job,
-                            size_t col, const float *res, size_t ldr)
+/* One MR x 32 tile: out (ldo, lanes o0/o1) = [cin (ldi, lanes i0/i1) +] a (kc x MR) b (kc x 32),
+ * rows [0, mr) only; cin NULL: start from zero. Constant trip counts over the rows keep the 28 sums
+ * in registers. */
+V4R_AVX512 static void tile(size_t kc, const float *restrict a, const float *restrict b, const float *cin, size_t ldi,
+                            __mmask16 i0, __mmask16 i1, float *out, size_t ldo, __mmask16 o0, __mmask16 o1, size_t mr)
 {
     __m512 c0[MR], c1[MR];
     for (size_t r = 0; r < MR; r++) {
-        c0[r] = r < mr && !first ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
-        c1[r] = r < mr && !first ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
+        c0[r] = r < mr && cin ? _mm512_maskz_loadu_ps(i0, cin + r * ldi) : _mm512_setzero_ps();
+        c1[r] = r < mr && cin ? _mm512_maskz_loadu_ps(i1, cin + r * ldi + 16) : _mm512_setzero_ps();
     }
     for (size_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(b + k * NR), b1 = _mm512_load_ps(b + k * NR + 16);
@@ -66,17 +70,25 @@ V4R_AVX512 static void tile(size_t kc, const float *restrict a, const float *res
             c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
         }
     }
-    const float *bias = job->l->bias + col;
-    for (size_t r = 0; r < MR; r++) { /* a constant trip count keeps the sums in registers */
-        if (r >= mr)
-            break;
-        if (last) {
-            const float *rr = res ? res + r * ldr : NULL;
-            c0[r] = finish(c0[r], bias, rr, job->act, m0);
-            c1[r] = finish(c1[r], bias + 16, rr ? rr + 16 : NULL, job->act, m1);
+    for (size_t r = 0; r < MR; r++)
+        if (r < mr) {
+            _mm512_mask_storeu_ps(out + r * ldo, o0, c0[r]);
+            _mm512_mask_storeu_ps(out + r * ldo + 16, o1, c1[r]);
         }
-        _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
-        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+}
+
+/* The epilogue of a finished tile: sums from buf (MR x 32, whole vectors, so the loads take the
+ * values straight from the stores), bias, residual, activation, into c (ldc). */
+V4R_AVX512 static void finish_tile(const gemm_job *job, const float *buf, float *c, size_t ldc, size_t mr, size_t col,
+                                   __mmask16 m0, __mmask16 m1, const float *res)
+{
+    const float *bias = job->l->bias + col;
+    for (size_t r = 0; r < mr; r++) {
+        const float *rr = res ? res + r * ldc : NULL;
+        _mm512_mask_storeu_ps(c + r * ldc, m0, finish(_mm512_load_ps(buf + r * NR), bias, rr, job->act, m0));
+        if (m1)
+            _mm512_mask_storeu_ps(c + r * ldc + 16, m1,
+                                  finish(_mm512_load_ps(buf + r * NR + 16), bias + 16, rr ? rr + 16 : NULL, job->act, m1));
     }
 }
 
@@ -103,6 +115,7 @@ V4R_AVX512 static void pack_rows(const float *x, size_t ld, size_t mc, size_t k0
 /* Rows [r0, r0 + mc) over all columns. */
 V4R_AVX512 static void row_block(const gemm_job *job, size_t r0, size_t mc, float *ap)
 {
+    float buf[MR * NR] __attribute__((aligned(64)));
     const v4r_linear *l = job->l;
     size_t K = l->in, N = l->out, panels = (N + NR - 1) / NR;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
@@ -115,8 +128,13 @@ V4R_AVX512 static void row_block(const gemm_job *job, size_t r0, size_t mc, floa
             __mmask16 m0 = v4r_lanes(N - col), m1 = N - col > 16 ? v4r_lanes(N - col - 16) : 0;
             for (size_t i = 0; i < mc; i += MR) {
                 size_t mr = mc - i < MR ? mc - i : MR;
-                const float *res = job->res ? job->res + (r0 + i) * N + col : NULL;
-                tile(kc, ap + i * kc, b, job->y + (r0 + i) * N + col, N, mr, m0, m1, first, last, job, col, res, N);
+                float *c = job->y + (r0 + i) * N + col;
+                if (!last) {
+                    tile(kc, ap + i * kc, b, first ? NULL : c, N, m0, m1, c, N, m0, m1, mr);
+                    continue;
+                }
+                tile(kc, ap + i * kc, b, first ? NULL : c, N, m0, m1, buf, NR, 0xffff, 0xffff, mr);
+                finish_tile(job, buf, c, N, mr, col, m0, m1, job->res ? job->res + (r0 + i) * N + col : NULL);
             }
         }
     }

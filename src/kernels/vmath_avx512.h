@@ -49,7 +49,9 @@ V4R_AVX512_INLINE __m512 v4r_erf16(__m512 x)
     s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(-1.1283791670955126f / 3.0f));
     s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(1.1283791670955126f));
     s = _mm512_mul_ps(s, z);
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.0f)));
+    /* t = 1 / d, d = 1 + z/2 >= 1: the 14-bit reciprocal and one Newton step (no division) */
+    __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.0f)), t = _mm512_rcp14_ps(d);
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
     __m512 p = _mm512_set1_ps(0.17087277f);
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
