@@ -1,10 +1,10 @@
 /* AVX-512 activations, softmax and single-sequence multi-head attention. */
 
-/* Attention, per head: the valid keys transposed (head_dim x keys, zero-padded to 16) so that a
- * block of 8 query rows computes 8 x 16 scores per step with broadcast query values; softmax over
- * the valid keys in 16 lanes; then the 8 output rows as sums over the keys in order of
- * p_ij v_j (two zmm per row when head_dim <= 32). Masked keys never enter a sum, so a row's
- * numbers depend only on its sequence's valid tokens. */
+/* Attention, per head: the valid keys transposed by 16 x 16 blocks (head_dim x keys, zero-padded
+ * to 16) and the values copied together; a block of 8 query rows computes 8 x 32 scores per step
+ * with broadcast query values; exp(s - max) over the valid keys in 16 lanes; then the 8 output rows
+ * as sums over the keys in order of e_ij v_j (two zmm per row when head_dim <= 32), times 1/sum.
+ * Masked keys never enter a sum, so a row's numbers depend only on its sequence's valid tokens. */
 #include "internal.h"
 #include "vmath_avx512.h"
 
@@ -40,9 +40,8 @@ V4R_AVX512_INLINE __mmask16 live(const uint8_t *mask, size_t i, size_t n)
     return _mm_mask_test_epi8_mask(m, b, b);
 }
 
-/* Softmax in place; returns 1/sum (0 when nothing is unmasked) with the entries left as
- * exp(x - max) when normalize is 0. */
-V4R_AVX512_INLINE float softmax_core(float *x, size_t n, const uint8_t *mask, int normalize)
+/* Softmax in place over the unmasked entries (masked ones become 0). */
+V4R_AVX512 void v4r_avx512_softmax(float *x, size_t n, const uint8_t *mask)
 {
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (size_t i = 0; i < n; i += 16)
@@ -50,7 +49,7 @@ V4R_AVX512_INLINE float softmax_core(float *x, size_t n, const uint8_t *mask, in
     float m = _mm512_reduce_max_ps(mx);
     if (m == -INFINITY) {
         memset(x, 0, n * sizeof *x);
-        return 0.0f;
+        return;
     }
     __m512 s = _mm512_setzero_ps(), vm = _mm512_set1_ps(m);
     for (size_t i = 0; i < n; i += 16) {
@@ -60,14 +59,10 @@ V4R_AVX512_INLINE float softmax_core(float *x, size_t n, const uint8_t *mask, in
         _mm512_mask_storeu_ps(x + i, in, e);
     }
     float inv = 1.0f / _mm512_reduce_add_ps(s);
-    if (normalize)
-        for (size_t i = 0; i < n; i += 16)
-            _mm512_mask_storeu_ps(x + i, v4r_lanes(n - i),
-                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(v4r_lanes(n - i), x + i), _mm512_set1_ps(inv)));
-    return inv;
+    for (size_t i = 0; i < n; i += 16)
+        _mm512_mask_storeu_ps(x + i, v4r_lanes(n - i),
+                              _mm512_mul_ps(_mm512_maskz_loadu_ps(v4r_lanes(n - i), x + i), _mm512_set1_ps(inv)));
 }
-
-V4R_AVX512 void v4r_avx512_softmax(float *x, size_t n, const uint8_t *mask) { softmax_core(x, n, mask, 1); }
 
 /* kt[d * lp + j] = k_j[d] for the valid keys j, zero up to lp (a multiple of 16), by 16 x 16
  * blocks. */
@@ -108,6 +103,7 @@ V4R_AVX512_INLINE void score_chunks(const float *const *qr, const float *kt, siz
     }
 }
 
+/* Scores of QB query rows against the keys (lp of them, zero-padded past the real ones). */
 V4R_AVX512 static void scores(const float *const *qr, const float *kt, size_t hd, size_t lp, float scale, float *s)
 {
     __m512 sc = _mm512_set1_ps(scale);
@@ -116,6 +112,25 @@ V4R_AVX512 static void scores(const float *const *qr, const float *kt, size_t hd
         score_chunks(qr, kt, hd, lp, j, sc, s, 2);
     if (j < lp)
         score_chunks(qr, kt, hd, lp, j, sc, s, 1);
+}
+
+/* exp(s - max) in place over each row's valid entries; inv[r] = 1 / the row's sum (lanes summed in
+ * chunk order, then across). Rows are padded to a multiple of 16, so whole vectors are read. */
+V4R_AVX512 static void exp_rows(float *s, size_t lp, size_t valid, float *inv)
+{
+    for (int r = 0; r < QB; r++) {
+        float *row = s + (size_t)r * lp;
+        __m512 mx = _mm512_set1_ps(-INFINITY), acc = _mm512_setzero_ps();
+        for (size_t j = 0; j < valid; j += 16)
+            mx = _mm512_mask_max_ps(mx, v4r_lanes(valid - j), mx, _mm512_loadu_ps(row + j));
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        for (size_t j = 0; j < valid; j += 16) {
+            __m512 e = _mm512_maskz_mov_ps(v4r_lanes(valid - j), v4r_exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), m)));
+            _mm512_storeu_ps(row + j, e);
+            acc = _mm512_add_ps(acc, e);
+        }
+        inv[r] = 1.0f / _mm512_reduce_add_ps(acc);
+    }
 }
 
 /* out_r[c..c+32) = inv_r * sum over the valid keys j in order of s_rj v_j[c..c+32). */
@@ -164,8 +179,7 @@ V4R_AVX512 static void head(const float *q, const float *k, const float *v, size
             outr[r] = out + i * ldo;
         }
         scores(qr, kt, hd, lp, scale, s);
-        for (size_t r = 0; r < QB; r++)
-            inv[r] = softmax_core(s + r * lp, valid, NULL, 0);
+        exp_rows(s, lp, valid, inv);
         weighted_values(s, lp, vc, hd, valid, hd, inv, outr, len - i0 < QB ? len - i0 : QB);
     }
 }
