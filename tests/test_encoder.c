@@ -163,47 +163,55 @@ static double hidden_parity(v4r_encoder *e, const char *model, size_t t)
     return d;
 }
 
+static const char *kernel_names[2] = {"blas", "avx512"};
+static int n_kernels(void) { return v4r_cpu_has_avx512() ? 2 : 1; }
+
 static void test_bert_tiny_parity(void **state)
 {
     (void)state;
-    v4r_encoder *e = load_fixture("bert-tiny", NULL);
-    assert_int_equal(v4r_encoder_dim(e), 32);
-    assert_int_equal(v4r_encoder_layers(e), 2);
-    assert_int_equal(v4r_encoder_pooling(e), V4R_POOL_MEAN);
-    assert_true(v4r_encoder_normalizes(e));
-    assert_int_equal(v4r_encoder_max_seq_length(e), 256);
-    v4r_matrix g = golden("bert-tiny.embeddings");
-    assert_int_equal(g.rows, tokens.n);
-    float *v = encode(e, tokens.n, 32);
-    double d = max_diff(v, g.data, tokens.n * 32);
-    print_message("bert-tiny: %zu vectors, max abs diff %.3g\n", tokens.n, d);
-    assert_true(d <= 1e-5);
-    for (size_t t = 0; t < 3; t++) {
-        double dh = hidden_parity(e, "bert-tiny", t);
-        print_message("bert-tiny: token states of text %zu, max abs diff %.3g\n", t, dh);
-        assert_true(dh <= 1e-5);
+    for (int k = 0; k < n_kernels(); k++) {
+        v4r_encoder *e = load_fixture("bert-tiny", kernel_names[k]);
+        assert_int_equal(v4r_encoder_dim(e), 32);
+        assert_int_equal(v4r_encoder_layers(e), 2);
+        assert_int_equal(v4r_encoder_pooling(e), V4R_POOL_MEAN);
+        assert_true(v4r_encoder_normalizes(e));
+        assert_int_equal(v4r_encoder_max_seq_length(e), 256);
+        v4r_matrix g = golden("bert-tiny.embeddings");
+        assert_int_equal(g.rows, tokens.n);
+        float *v = encode(e, tokens.n, 32);
+        double d = max_diff(v, g.data, tokens.n * 32);
+        print_message("bert-tiny, %s: %zu vectors, max abs diff %.3g\n", kernel_names[k], tokens.n, d);
+        assert_true(d <= 1e-5);
+        for (size_t t = 0; t < 3; t++) {
+            double dh = hidden_parity(e, "bert-tiny", t);
+            print_message("bert-tiny, %s: token states of text %zu, max abs diff %.3g\n", kernel_names[k], t, dh);
+            assert_true(dh <= 1e-5);
+        }
+        free(v);
+        v4r_matrix_free(&g);
+        v4r_encoder_free(e);
     }
-    free(v);
-    v4r_matrix_free(&g);
-    v4r_encoder_free(e);
 }
 
 static void test_minilm_parity(void **state)
 {
     (void)state;
-    v4r_encoder *e = load_fixture("minilm-l6-shape", NULL);
-    assert_int_equal(v4r_encoder_dim(e), 384);
-    assert_int_equal(v4r_encoder_layers(e), 6);
-    size_t n = SANITIZED ? 24 : tokens.n;
-    v4r_matrix g = golden("minilm-l6-shape.embeddings");
-    float *v = encode(e, n, 32);
-    double d = max_diff(v, g.data, n * 384), dh = hidden_parity(e, "minilm-l6-shape", 0);
-    print_message("minilm-l6-shape: %zu vectors, max abs diff %.3g; token states of text 0: %.3g\n", n, d, dh);
-    assert_true(d <= 1e-4);
-    assert_true(dh <= 1e-4);
-    free(v);
-    v4r_matrix_free(&g);
-    v4r_encoder_free(e);
+    for (int k = 0; k < n_kernels(); k++) {
+        v4r_encoder *e = load_fixture("minilm-l6-shape", kernel_names[k]);
+        assert_int_equal(v4r_encoder_dim(e), 384);
+        assert_int_equal(v4r_encoder_layers(e), 6);
+        size_t n = SANITIZED ? (k ? 24 : 6) : tokens.n;
+        v4r_matrix g = golden("minilm-l6-shape.embeddings");
+        float *v = encode(e, n, 32);
+        double d = max_diff(v, g.data, n * 384), dh = hidden_parity(e, "minilm-l6-shape", 0);
+        print_message("minilm-l6-shape, %s: %zu vectors, max abs diff %.3g; token states of text 0: %.3g\n",
+                      kernel_names[k], n, d, dh);
+        assert_true(d <= 1e-4);
+        assert_true(dh <= 1e-4);
+        free(v);
+        v4r_matrix_free(&g);
+        v4r_encoder_free(e);
+    }
 }
 
 /* ---- determinism ---- */
@@ -228,10 +236,9 @@ static void same_vectors(const char *model, const char *kernel, size_t n)
 static void test_batches_and_threads(void **state)
 {
     (void)state;
-    const char *kernels[2] = {"blas", "avx512"};
-    for (int k = 0; k < (v4r_cpu_has_avx512() ? 2 : 1); k++) {
-        same_vectors("bert-tiny", kernels[k], SANITIZED ? 120 : tokens.n);
-        same_vectors("minilm-l6-shape", kernels[k], SANITIZED ? 9 : 80);
+    for (int k = 0; k < n_kernels(); k++) {
+        same_vectors("bert-tiny", kernel_names[k], SANITIZED ? 120 : tokens.n);
+        same_vectors("minilm-l6-shape", kernel_names[k], SANITIZED ? 9 : 80);
     }
 }
 

@@ -2,11 +2,12 @@
 
 /* Design: W is packed at load into panels of 32 output columns, k-major (two zmm per k). Each
  * thread takes an equal share of the rows (in units of MR); per block of MC rows and KC depth it
- * packs the rows k-major (MR at a time) and runs 14 x 32 register tiles over every panel, the
- * panel's KC x 32 slice staying in L1 across the block's tiles. A tile starts from the partial
- * sums of the previous depth block, so each output is one FMA chain over k in order: the numbers
- * do not depend on the row count, the blocking or the threads. The last depth block adds the bias,
- * the residual and the activation in registers before the store. */
+ * packs the rows k-major (MR at a time, by 16 x 16 transposes) and runs 14 x 32 register tiles
+ * over every panel, the panel's KC x 32 slice staying in cache across the block's tiles. A tile
+ * starts from the partial sums of the previous depth block, so each output is one FMA chain over k
+ * in order: the numbers do not depend on the row count, the blocking or the threads. The last depth
+ * block stores the tile to a small buffer (whole vectors, so the loads that follow take the values
+ * straight from the stores) and adds the bias, the residual and the activation on the way to y. */
 #include "internal.h"
 #include "vmath_avx512.h"
 
@@ -14,11 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef GEMM_KC
-#define GEMM_KC 384
-#define GEMM_MB 12
-#endif
-enum { MR = 14, NR = V4R_PANEL, KC = GEMM_KC, MC = MR * GEMM_MB };
+enum { MR = 14, NR = V4R_PANEL, KC = 384, MC = MR * 12 };
 
 void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack)
 {

@@ -17,6 +17,6 @@ void v4r_avx512_attention(const float *qkv, size_t ld, size_t len, size_t valid,
 
 /* Portable pieces shared by both implementations. */
 void *v4r_aligned_alloc(size_t n); /* 64-byte aligned; aborts when out of memory; free() it */
-void v4r_activate_ref(float *x, size_t n, int act);
+void v4r_activate_generic(float *x, size_t n, int act);
 
 #endif

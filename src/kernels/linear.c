@@ -55,7 +55,7 @@ static void epilogue_rows(const v4r_linear *l, size_t r0, size_t r1, const float
         if (res)
             for (size_t c = 0; c < n; c++)
                 yr[c] += res[r * n + c];
-        v4r_activate_ref(yr, n, act);
+        v4r_activate_generic(yr, n, act);
     }
 }
 

@@ -1,8 +1,27 @@
-/* Row operations with a fixed summation order (LayerNorm, softmax) and activations, portable C,
- * dispatching to the AVX-512 versions when asked. */
+/* Row operations with a fixed summation order (LayerNorm, softmax) and activations: portable C
+ * (AVX2 exp and GELU where the build has it), dispatching to the AVX-512 versions when asked. */
 #include "internal.h"
+#include "vmath_avx2.h"
 
 #include <math.h>
+#include <string.h>
+
+/* Applies f8 to x[0..n) 8 at a time; the tail goes through a padded copy, so every element gets
+ * the same arithmetic wherever it sits. */
+#ifdef V4R_HAVE_AVX2
+static void map8(float *x, size_t n, __m256 (*f8)(__m256))
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, f8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        float t[8] = {0};
+        memcpy(t, x + i, (n - i) * sizeof *t);
+        _mm256_storeu_ps(t, f8(_mm256_loadu_ps(t)));
+        memcpy(x + i, t, (n - i) * sizeof *t);
+    }
+}
+#endif
 
 /* Sum of x[0..n) in 16 lanes (lane l takes x[l], x[l+16], ...), then the lanes pairwise, then the
  * tail: the same order whatever the vector width the compiler picks. */
@@ -71,7 +90,13 @@ static void softmax_ref(float *x, size_t n, const uint8_t *mask)
         return;
     }
     for (size_t i = 0; i < n; i++)
-        x[i] = !mask || mask[i] ? expf(x[i] - mx) : 0.0f;
+        x[i] = !mask || mask[i] ? x[i] - mx : -INFINITY;
+#ifdef V4R_HAVE_AVX2
+    map8(x, n, v4r_exp8); /* exp(-inf) = 0 */
+#else
+    for (size_t i = 0; i < n; i++)
+        x[i] = expf(x[i]);
+#endif
     float inv = 1.0f / sum16(x, n);
     for (size_t i = 0; i < n; i++)
         x[i] *= inv;
@@ -93,11 +118,20 @@ float v4r_gelu_tanh_ref(float x)
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-void v4r_activate_ref(float *x, size_t n, int act)
+static void gelu(float *x, size_t n)
+{
+#ifdef V4R_HAVE_AVX2
+    map8(x, n, v4r_gelu8);
+#else
+    for (size_t i = 0; i < n; i++)
+        x[i] = v4r_gelu_ref(x[i]);
+#endif
+}
+
+void v4r_activate_generic(float *x, size_t n, int act)
 {
     if (act == V4R_ACT_GELU)
-        for (size_t i = 0; i < n; i++)
-            x[i] = v4r_gelu_ref(x[i]);
+        gelu(x, n);
     else if (act == V4R_ACT_GELU_TANH)
         for (size_t i = 0; i < n; i++)
             x[i] = v4r_gelu_tanh_ref(x[i]);
@@ -111,5 +145,5 @@ void v4r_activate(float *x, size_t n, int act, int kernel)
     if (kernel == V4R_KERNEL_AVX512)
         v4r_avx512_activate(x, n, act);
     else
-        v4r_activate_ref(x, n, act);
+        v4r_activate_generic(x, n, act);
 }

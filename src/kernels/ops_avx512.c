@@ -18,7 +18,7 @@ V4R_AVX512 void v4r_avx512_activate(float *x, size_t n, int act)
     if (act == V4R_ACT_NONE)
         return;
     if (act == V4R_ACT_GELU_TANH) {
-        v4r_activate_ref(x, n, act);
+        v4r_activate_generic(x, n, act);
         return;
     }
     for (size_t i = 0; i < n; i += 16) {
