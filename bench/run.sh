@@ -83,3 +83,4 @@ done
   echo "timed on 200 users and scaled to all. Budget: 1.5 x (vector table + interactions in memory)."
 } >> "$report"
 cat "$report"
+"$here/encode.sh" "$bin" "$ds" "$out"
