@@ -95,10 +95,16 @@ static v4r_encoder *load(const char *dir, const char *kernel)
 {
     v4r_encoder *e;
     v4r_err err = {0};
+    const char *was = getenv("VLM4REC_KERNEL");
+    char *saved = was ? v4r_strdup(was) : NULL;
     if (kernel)
         setenv("VLM4REC_KERNEL", kernel, 1);
     int rc = v4r_encoder_load(dir, &e, &err);
-    unsetenv("VLM4REC_KERNEL");
+    if (saved)
+        setenv("VLM4REC_KERNEL", saved, 1);
+    else
+        unsetenv("VLM4REC_KERNEL");
+    free(saved);
     if (rc)
         fail_msg("%s", err.msg);
     return e;
