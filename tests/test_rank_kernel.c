@@ -3,6 +3,7 @@
 /* Odd sizes, masks, candidate subsets, exact ties from duplicated vectors, whole histories that
  * overflow the kernel's row staging, and thread-count independence. */
 #include "testutil.h"
+#include "vlm4rec/kernels.h"
 
 #include <math.h>
 #include <omp.h>
@@ -15,7 +16,7 @@
 
 static int have_avx512(void)
 {
-    if (v4r_rank_avx512_supported())
+    if (v4r_cpu_has_avx512())
         return 1;
     printf("note: this CPU lacks AVX-512 (F, VL, BW, DQ); the kernel comparison is skipped\n");
     return 0;
@@ -271,7 +272,7 @@ static void test_kernel_variable(void **state)
     assert_non_null(strstr(err.msg, "VLM4REC_KERNEL"));
     setenv("VLM4REC_KERNEL", "avx512", 1);
     int rc = v4r_rank(&es, &p, &f.items, c.kmax, top, sc, &err);
-    if (v4r_rank_avx512_supported())
+    if (v4r_cpu_has_avx512())
         assert_int_equal(rc, 0);
     else {
         assert_int_equal(rc, V4R_EUSAGE);

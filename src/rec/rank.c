@@ -3,6 +3,7 @@
 /* The BLAS kernel: one product per user block and item chunk, then a threshold scan into bounded
  * heaps (rank_internal.h). The AVX-512 kernel (rank_avx512.c) is preferred where the CPU has it. */
 #include "rank_internal.h"
+#include "vlm4rec/kernels.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -75,17 +76,6 @@ void v4r_topk_finish(v4r_topk *t, int32_t *items, float *scores)
         items[r] = !has ? -1 : t->cand_items ? t->cand_items[pos] : pos;
         scores[r] = has ? t->heap[r].s : NAN;
     }
-}
-
-int v4r_rank_avx512_supported(void)
-{
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-#else
-    return 0;
-#endif
 }
 
 /* Scans n scores of candidates base..base+n-1, in ascending position. */
@@ -186,24 +176,6 @@ static void rank_blas(const v4r_eval_set *es, const v4r_protocol *p, const v4r_m
     free(gathered);
 }
 
-/* VLM4REC_KERNEL: unset, empty or auto = AVX-512 when the CPU has it; blas; avx512 (required). */
-static int pick_kernel(int *avx512, v4r_err *err)
-{
-    const char *k = getenv("VLM4REC_KERNEL");
-    int have = v4r_rank_avx512_supported();
-    *avx512 = 0;
-    if (!k || !*k || !strcmp(k, "auto"))
-        *avx512 = have;
-    else if (!strcmp(k, "avx512")) {
-        if (!have)
-            return v4r_fail(err, V4R_EUSAGE,
-                            "VLM4REC_KERNEL=avx512, but this CPU lacks AVX-512 (F, VL, BW, DQ); use blas or auto");
-        *avx512 = 1;
-    } else if (strcmp(k, "blas") != 0)
-        return v4r_fail(err, V4R_EUSAGE, "VLM4REC_KERNEL='%s' is not one of auto, blas, avx512", k);
-    return V4R_OK;
-}
-
 /* The AVX-512 kernel transposes items->data in place while it runs and restores it bit-exactly
  * before returning: no other thread may read the matrix during the call. */
 int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
@@ -211,7 +183,8 @@ int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *it
 {
     if (items->cols == 0 || items->rows == 0)
         return v4r_fail(err, V4R_EINPUT, "empty item vectors");
-    int avx512, rc = pick_kernel(&avx512, err);
+    int kernel, rc = v4r_kernel_pick(&kernel, err);
+    int avx512 = kernel == V4R_KERNEL_AVX512;
     if (rc)
         return rc;
     v4r_debug("ranking with the %s kernel", avx512 ? "avx512" : "blas");

@@ -93,8 +93,6 @@ typedef const float *(*v4r_row_fn)(const void *ctx, int32_t item, size_t h, floa
 void v4r_profile_rows(const int32_t *hist, size_t n_hist, size_t history_length, size_t d, v4r_row_fn row,
                       const void *ctx, float *tmp, float *out);
 
-/* Whether this CPU (and OS) runs the AVX-512 kernel (F, VL, BW, DQ). */
-int v4r_rank_avx512_supported(void);
 /* The fused AVX-512 scoring + top-K kernel, v4r_rank's contract. Call only when supported. The
  * full-catalog case reorganizes items->data in place during the call and restores it bit-exactly
  * before returning. */
