@@ -214,6 +214,24 @@ static int write_covered(const char *path, const v4r_dataset *ds, const uint8_t 
     return v4r_out_commit(&out, err);
 }
 
+/* Encodes in chunks so a terminal sees progress; the vectors do not depend on the chunking. */
+static int encode_chunks(v4r_encoder *enc, const int32_t **seq, const size_t *len, size_t n, size_t batch, float *out,
+                         v4r_err *err)
+{
+    enum { CHUNK = 2048 };
+    size_t dim = v4r_encoder_dim(enc);
+    v4r_progress prog;
+    v4r_progress_start(&prog, "encoding", n);
+    int rc = V4R_OK;
+    for (size_t c0 = 0; c0 < n && !rc; c0 += CHUNK) {
+        size_t m = n - c0 < CHUNK ? n - c0 : CHUNK;
+        rc = v4r_encoder_encode_ids(enc, seq + c0, len + c0, m, batch, out + c0 * dim, err);
+        v4r_progress_add(&prog, m);
+    }
+    v4r_progress_end(&prog);
+    return rc;
+}
+
 /* Encodes the non-blank texts and writes the rows; returns the count encoded in *done. */
 static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *l, const int64_t *row, size_t n_rows,
                        const v4r_dataset *ds, v4r_err *err)
@@ -233,7 +251,7 @@ static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *
     float *vec = v4r_calloc(n_rows * dim, sizeof *vec), *tmp = v4r_malloc((n_seq ? n_seq : 1) * dim * sizeof *tmp);
     uint8_t *has = v4r_calloc(n_rows, 1);
     if (!rc && n_seq)
-        rc = v4r_encoder_encode_ids(enc, seq, seq_len, n_seq, a->batch, tmp, err);
+        rc = encode_chunks(enc, seq, seq_len, n_seq, a->batch, tmp, err);
     for (size_t s = 0; s < n_seq && !rc; s++) {
         memcpy(vec + (size_t)row[seq_of[s]] * dim, tmp + s * dim, dim * sizeof *vec);
         has[row[seq_of[s]]] = 1;

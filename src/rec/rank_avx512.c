@@ -26,7 +26,7 @@ enum {
     UBLOCK = MR * GROUPS  /* users per block (one scheduling unit) at most */
 };
 #define CHUNK_BYTES ((size_t)384 * 1024)      /* packed panels scanned per pass over a block's groups */
-#define STAGE_BYTES ((size_t)4 * 1024 * 1024) /* history rows staged per thread at most */
+#define STAGE_BYTES ((size_t)1 * 1024 * 1024) /* history rows staged per thread at most */
 
 /* ---- the candidates as panels ---- */
 
