@@ -1,5 +1,6 @@
 /* .npy files: strict header parsing, float16/32/64 to float32, atomic float32/uint8 writes. */
 #include "vlm4rec/io.h"
+#include "vlm4rec/kernels.h"
 
 #include <errno.h>
 #include <math.h>
@@ -128,36 +129,10 @@ static int read_header(FILE *fp, const char *path, npy_header *h, v4r_err *err)
     return rc;
 }
 
-static float half_to_float(uint16_t x)
-{
-    uint32_t sign = (uint32_t)(x >> 15) << 31, exp = (x >> 10) & 31, man = x & 1023, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalize */
-            int e = -1;
-            do {
-                e++;
-                man <<= 1;
-            } while (!(man & 1024));
-            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 1023) << 13;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | man << 13;
-    } else {
-        bits = sign | (exp + 127 - 15) << 23 | man << 13;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static void convert_to_f32(const void *src, float *dst, size_t n, int itemsize)
 {
     if (itemsize == 2) {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++)
-            dst[i] = half_to_float(s[i]);
+        v4r_f16_to_f32_n(src, dst, n);
     } else if (itemsize == 8) {
         const double *s = src;
         for (size_t i = 0; i < n; i++)
