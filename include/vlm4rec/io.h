@@ -36,6 +36,8 @@ int v4r_lines_open(v4r_lines *r, const char *path, v4r_err *err);
 /* 1: a line is in r->line; 0: end of file; -1: read error (err set). */
 int v4r_lines_next(v4r_lines *r, v4r_err *err);
 void v4r_lines_close(v4r_lines *r);
+/* 1 when a line holds only spaces and tabs (or nothing). */
+int v4r_line_blank(const char *s);
 
 /* Splits line in place at tabs. Returns the number of fields; fields beyond max are not stored
  * (the return value still counts them). */

@@ -123,13 +123,6 @@ static int expect_header(v4r_lines *r, const char *const *names, size_t required
     return V4R_OK;
 }
 
-static int is_blank(const char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    return *s == 0;
-}
-
 /* One data line of a table: its fields (escaped as in the file), where it stands. */
 typedef struct {
     char **f;
@@ -155,7 +148,7 @@ static int read_table(const char *path, const char *const *names, size_t require
             rc = got < 0 ? err->code : V4R_OK;
             break;
         }
-        if (is_blank(r.line))
+        if (v4r_line_blank(r.line))
             continue;
         char *f[4] = {0};
         table_row row = {f, v4r_tsv_split(r.line, f, 4), path, r.lineno};

@@ -176,13 +176,6 @@ int v4r_imp_parse_ts(const char *s, int64_t *ts, int *has)
     return 0;
 }
 
-int v4r_imp_blank(const char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    return *s == 0;
-}
-
 int v4r_imp_require(const v4r_importer *im, const char *dir, const char *name, const char *alt, char **path,
                     v4r_err *err)
 {

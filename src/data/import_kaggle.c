@@ -74,7 +74,7 @@ static int table_next(table *t, v4r_err *err)
         int n = v4r_csv_next(&t->csv, err);
         if (n <= 0)
             return n;
-        if (n == 1 && v4r_imp_blank(t->csv.fields[0]))
+        if (n == 1 && v4r_line_blank(t->csv.fields[0]))
             continue;
         if ((size_t)n != t->ncols)
             return v4r_fail(err, V4R_EINPUT, "%s:%ld: %d fields, the header has %zu", t->path, t->csv.record_line, n,

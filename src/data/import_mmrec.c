@@ -149,7 +149,7 @@ static int read_inter(const char *path, inter_rows *rows, v4r_err *err)
             rc = got < 0 ? err->code : V4R_OK;
             break;
         }
-        if (v4r_imp_blank(r.line))
+        if (v4r_line_blank(r.line))
             continue;
         size_t n = split_fields(r.line, &f, &fcap);
         if (n != ncols) {

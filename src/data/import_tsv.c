@@ -27,7 +27,7 @@ static int read_split(v4r_importer *im, int split, const char *path, int fixed_u
             rc = got < 0 ? err->code : V4R_OK;
             break;
         }
-        if (v4r_imp_blank(r.line))
+        if (v4r_line_blank(r.line))
             continue;
         char *f[4];
         size_t n = v4r_tsv_split(r.line, f, 4);

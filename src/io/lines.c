@@ -47,6 +47,13 @@ void v4r_lines_close(v4r_lines *r)
     memset(r, 0, sizeof *r);
 }
 
+int v4r_line_blank(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s == 0;
+}
+
 size_t v4r_tsv_split(char *line, char **fields, size_t max)
 {
     size_t n = 0;
