@@ -45,7 +45,6 @@ const char *v4r_imp_name_list(const char *const *names);
  * Returns 0, or -1 when malformed. */
 int v4r_imp_parse_ts(const char *s, int64_t *ts, int *has);
 
-
 /* Path of a file in dir that must exist; a missing one is V4R_EINPUT naming the layout. On success
  * *path is set (caller frees). alt (may be NULL) is an accepted second name. */
 int v4r_imp_require(const v4r_importer *im, const char *dir, const char *name, const char *alt, char **path,
