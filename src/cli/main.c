@@ -15,6 +15,10 @@ static const char *usage =
     "  pull             download a Hugging Face model repository into the model cache\n"
     "  tokenize         print the WordPiece token ids of texts (JSONL)\n"
     "  encode           embed texts with a Sentence-BERT / BERT model into a .npy\n"
+    "  ground           describe every item image with a vision-language model server\n"
+    "  cache            the semantic cache: stats, export, import, merge\n"
+    "  standin          a stand-in chat-completions server for tests and the offline demo\n"
+    "                   (not a vision-language model)\n"
     "  demo             the whole pipeline on the embedded synthetic default\n"
     "  help             this text\n"
     "  version          print the version\n"
@@ -44,6 +48,12 @@ int main(int argc, char **argv)
         return v4r_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "encode"))
         return v4r_cmd_encode(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ground"))
+        return v4r_cmd_ground(argc - 1, argv + 1);
+    if (!strcmp(cmd, "cache"))
+        return v4r_cmd_cache(argc - 1, argv + 1);
+    if (!strcmp(cmd, "standin"))
+        return v4r_cmd_standin(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return v4r_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "vlm4rec: unknown command '%s'\n\n%s", cmd, usage);

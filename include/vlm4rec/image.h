@@ -1,0 +1,39 @@
+/* image: decoding JPEG / PNG / WebP into 8-bit RGB the way PIL's Image.open(...).convert("RGB")
+ * does, resizing, and encoding back to PNG or JPEG (for uploads to a vision-language model). */
+#ifndef VLM4REC_IMAGE_H
+#define VLM4REC_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vlm4rec/base.h"
+
+/* An 8-bit RGB image, rows top to bottom, pixels interleaved R, G, B (w * h * 3 bytes). */
+typedef struct {
+    int w, h;
+    uint8_t *px;
+} v4r_image;
+
+/* The format named by the first bytes: "png", "jpeg", "webp", or NULL when none of them. */
+const char *v4r_image_sniff(const uint8_t *data, size_t n);
+/* The MIME type of a format name from v4r_image_sniff ("image/png", ...). */
+const char *v4r_image_mime(const char *format);
+
+/* Decodes data (JPEG, PNG or WebP, told apart by their first bytes) into RGB: grayscale is
+ * replicated, palettes expanded, alpha dropped (not composited, as PIL's convert("RGB")), 16-bit
+ * samples reduced to 8, CMYK/YCCK JPEG converted as PIL does. A file that is empty, not an image,
+ * truncated or corrupt is V4R_EINPUT with a message saying which ("empty file", "not a JPEG, PNG or
+ * WebP image", "corrupt PNG: ..."); `what` (a path or URL, may be NULL) prefixes the message. */
+int v4r_image_decode(const uint8_t *data, size_t n, const char *what, v4r_image *img, v4r_err *err);
+/* Reads and decodes a file (a missing file is V4R_EIO naming it). */
+int v4r_image_load(const char *path, v4r_image *img, v4r_err *err);
+void v4r_image_free(v4r_image *img);
+
+/* Resizes to w x h with a triangle (bilinear) filter whose support widens with the scale when
+ * shrinking, like PIL's Image.resize(..., BILINEAR) (antialiased). */
+int v4r_image_resize(const v4r_image *src, int w, int h, v4r_image *dst, v4r_err *err);
+/* Encodes to PNG or JPEG (quality 1..100) in memory; *out is allocated (free()). */
+int v4r_image_encode_png(const v4r_image *img, uint8_t **out, size_t *n, v4r_err *err);
+int v4r_image_encode_jpeg(const v4r_image *img, int quality, uint8_t **out, size_t *n, v4r_err *err);
+
+#endif
