@@ -29,9 +29,14 @@ int v4r_image_decode(const uint8_t *data, size_t n, const char *what, v4r_image 
 int v4r_image_load(const char *path, v4r_image *img, v4r_err *err);
 void v4r_image_free(v4r_image *img);
 
-/* Resizes to w x h with a triangle (bilinear) filter whose support widens with the scale when
- * shrinking, like PIL's Image.resize(..., BILINEAR) (antialiased). */
-int v4r_image_resize(const v4r_image *src, int w, int h, v4r_image *dst, v4r_err *err);
+/* Resampling filters, as PIL names them. */
+enum { V4R_RESAMPLE_BILINEAR = 2, V4R_RESAMPLE_BICUBIC = 3 };
+/* Resizes to w x h the way PIL's Image.resize(size, filter) does for 8-bit RGB (separable passes,
+ * support widened by the scale when shrinking, fixed-point coefficients), byte for byte. */
+int v4r_image_resize(const v4r_image *src, int w, int h, int filter, v4r_image *dst, v4r_err *err);
+/* Copies the w x h window whose top-left corner is (x, y); parts outside the image are zero, as
+ * PIL's crop. */
+int v4r_image_crop(const v4r_image *src, int x, int y, int w, int h, v4r_image *dst, v4r_err *err);
 /* Encodes to PNG or JPEG (quality 1..100) in memory; *out is allocated (free()). */
 int v4r_image_encode_png(const v4r_image *img, uint8_t **out, size_t *n, v4r_err *err);
 int v4r_image_encode_jpeg(const v4r_image *img, int quality, uint8_t **out, size_t *n, v4r_err *err);
