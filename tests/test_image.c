@@ -1,7 +1,9 @@
 /* image: decoding the fixture images as PIL does (pixel hashes taken from PIL), broken and odd
- * files, PNG variants written here with libpng, WebP through libwebp's encoder. */
+ * files, PNG variants written here with libpng, WebP through libwebp's encoder; resizing as PIL
+ * does (hashes) and CLIP's preprocessing against transformers' pixel values; cropping. */
 #include "testutil.h"
 
+#include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -431,6 +433,299 @@ static void test_webp(void **state)
     (void)state;
 }
 
+/* ---- resize and crop ---- */
+
+static v4r_image make_image(int w, int h, unsigned seed)
+{
+    v4r_image img = {w, h, v4r_malloc((size_t)w * h * 3)};
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) {
+        seed = seed * 1103515245u + 12345u;
+        img.px[i] = (uint8_t)(seed >> 16);
+    }
+    return img;
+}
+
+static v4r_image resized(const v4r_image *src, int w, int h, int filter)
+{
+    v4r_image out;
+    v4r_err err = {0};
+    int rc = v4r_image_resize(src, w, h, filter, &out, &err);
+    if (rc)
+        fail_msg("resize to %dx%d: %s", w, h, err.msg);
+    assert_int_equal(out.w, w);
+    assert_int_equal(out.h, h);
+    return out;
+}
+
+static const int FILTERS[] = {V4R_RESAMPLE_BILINEAR, V4R_RESAMPLE_BICUBIC,
+                              V4R_RESAMPLE_BILINEAR | V4R_RESAMPLE_INT16, V4R_RESAMPLE_BICUBIC | V4R_RESAMPLE_INT16};
+
+static void test_resize_identity_and_sizes(void **state)
+{
+    v4r_image src = make_image(37, 23, 1);
+    for (size_t f = 0; f < sizeof FILTERS / sizeof FILTERS[0]; f++) {
+        v4r_image same = resized(&src, 37, 23, FILTERS[f]);
+        assert_memory_equal(same.px, src.px, 37 * 23 * 3);
+        v4r_image_free(&same);
+        static const int sizes[][2] = {{80, 51}, {5, 3}, {1, 1}, {37, 100}, {200, 23}, {12, 40}, {1, 23}};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            v4r_image r = resized(&src, sizes[i][0], sizes[i][1], FILTERS[f]);
+            v4r_image_free(&r);
+        }
+    }
+    v4r_image out;
+    v4r_err err = {0};
+    assert_int_equal(v4r_image_resize(&src, 0, 5, V4R_RESAMPLE_BICUBIC, &out, &err), V4R_EINPUT);
+    assert_int_equal(v4r_image_resize(&src, 70000, 5, V4R_RESAMPLE_BICUBIC, &out, &err), V4R_EINPUT);
+    assert_int_equal(v4r_image_resize(&src, 5, 5, 1, &out, &err), V4R_EINPUT);
+    assert_non_null(strstr(err.msg, "filter"));
+    v4r_image_free(&src);
+    (void)state;
+}
+
+static void test_resize_constant_stays_constant(void **state)
+{
+    static const uint8_t values[] = {0, 1, 77, 128, 254, 255};
+    for (size_t v = 0; v < sizeof values; v++) {
+        v4r_image src = {41, 29, v4r_malloc(41 * 29 * 3)};
+        memset(src.px, values[v], 41 * 29 * 3);
+        for (size_t f = 0; f < sizeof FILTERS / sizeof FILTERS[0]; f++) {
+            static const int sizes[][2] = {{100, 70}, {7, 5}, {41, 3}, {300, 29}, {2, 200}};
+            for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+                v4r_image r = resized(&src, sizes[i][0], sizes[i][1], FILTERS[f]);
+                for (size_t p = 0; p < (size_t)r.w * r.h * 3; p++)
+                    if (r.px[p] != values[v])
+                        fail_msg("constant %d, filter %d, %dx%d: %d at %zu", values[v], FILTERS[f], r.w, r.h,
+                                 r.px[p], p);
+                v4r_image_free(&r);
+            }
+        }
+        v4r_image_free(&src);
+    }
+    (void)state;
+}
+
+static void test_resize_small_cases(void **state)
+{
+    /* two pixels to one: each weighs half, and PIL rounds half up */
+    uint8_t px[6] = {10, 0, 255, 21, 255, 0};
+    v4r_image src = {2, 1, px};
+    v4r_image r = resized(&src, 1, 1, V4R_RESAMPLE_BILINEAR);
+    assert_int_equal(r.px[0], 16);
+    assert_int_equal(r.px[1], 128);
+    assert_int_equal(r.px[2], 128);
+    v4r_image_free(&r);
+    /* bicubic overshoot is clipped to 0..255 */
+    uint8_t step[3 * 8];
+    for (int i = 0; i < 8; i++)
+        step[3 * i] = step[3 * i + 1] = step[3 * i + 2] = i < 4 ? 0 : 255;
+    src = (v4r_image){8, 1, step};
+    r = resized(&src, 32, 1, V4R_RESAMPLE_BICUBIC);
+    static const uint8_t want[32] = {0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   21,  88,
+                                     167, 234, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255};
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(r.px[3 * i], want[i]); /* -18.7 at 12 and 273.7 at 19 before clipping */
+    v4r_image_free(&r);
+    (void)state;
+}
+
+/* Hashes of PIL's Image.resize on decoded fixtures. */
+static void test_resize_matches_pil(void **state)
+{
+    static const struct {
+        const char *name;
+        int w, h, filter;
+        uint64_t hash;
+    } cases[] = {
+        {"tiny_97x61.png", 356, 224, V4R_RESAMPLE_BICUBIC, 0xa58bd0fc372d1e8fULL},
+        {"tiny_97x61.png", 50, 30, V4R_RESAMPLE_BILINEAR, 0xdd81f5ae6532e0e4ULL},
+        {"wide_1000x150.jpg", 33, 7, V4R_RESAMPLE_BICUBIC, 0x867ba660f57a76a9ULL},
+        {"odd_333x777.jpg", 17, 1000, V4R_RESAMPLE_BILINEAR, 0xf08bfe09920e91d7ULL},
+        {"cmyk_360x240.jpg", 400, 300, V4R_RESAMPLE_BILINEAR, 0x8bec6295124e5c57ULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = fixture_path(cases[i].name);
+        v4r_image img;
+        v4r_err err = {0};
+        assert_int_equal(v4r_image_load(path, &img, &err), 0);
+        v4r_image r = resized(&img, cases[i].w, cases[i].h, cases[i].filter);
+        uint64_t hash = fnv1a(r.px, (size_t)r.w * r.h * 3);
+        if (hash != cases[i].hash)
+            fail_msg("%s to %dx%d: differs from PIL (hash %016llx)", cases[i].name, cases[i].w, cases[i].h,
+                     (unsigned long long)hash);
+        v4r_image_free(&r);
+        v4r_image_free(&img);
+        free(path);
+    }
+    (void)state;
+}
+
+/* Thread count must not change a result. */
+static void test_resize_deterministic(void **state)
+{
+    v4r_image src = make_image(640, 480, 7);
+    v4r_image a = resized(&src, 300, 1000, V4R_RESAMPLE_BICUBIC);
+    v4r_image b = resized(&src, 300, 1000, V4R_RESAMPLE_BICUBIC);
+    assert_memory_equal(a.px, b.px, (size_t)a.w * a.h * 3);
+    v4r_image_free(&a);
+    v4r_image_free(&b);
+    v4r_image_free(&src);
+    (void)state;
+}
+
+static void test_crop(void **state)
+{
+    v4r_image src = make_image(10, 8, 3), c;
+    v4r_err err = {0};
+    assert_int_equal(v4r_image_crop(&src, 2, 3, 5, 4, &c, &err), 0);
+    assert_int_equal(c.w, 5);
+    assert_int_equal(c.h, 4);
+    for (int y = 0; y < 4; y++)
+        assert_memory_equal(c.px + y * 5 * 3, src.px + ((y + 3) * 10 + 2) * 3, 5 * 3);
+    v4r_image_free(&c);
+    /* partly outside: zeros there, as PIL */
+    assert_int_equal(v4r_image_crop(&src, -2, -1, 14, 10, &c, &err), 0);
+    for (int y = 0; y < 10; y++)
+        for (int x = 0; x < 14; x++) {
+            const uint8_t *p = c.px + (y * 14 + x) * 3;
+            int sx = x - 2, sy = y - 1;
+            if (sx >= 0 && sx < 10 && sy >= 0 && sy < 8)
+                assert_memory_equal(p, src.px + (sy * 10 + sx) * 3, 3);
+            else
+                assert_true(p[0] == 0 && p[1] == 0 && p[2] == 0);
+        }
+    v4r_image_free(&c);
+    /* wholly outside */
+    assert_int_equal(v4r_image_crop(&src, 100, -50, 3, 3, &c, &err), 0);
+    for (int i = 0; i < 27; i++)
+        assert_int_equal(c.px[i], 0);
+    v4r_image_free(&c);
+    assert_int_equal(v4r_image_crop(&src, 0, 0, 0, 3, &c, &err), V4R_EINPUT);
+    v4r_image_free(&src);
+    (void)state;
+}
+
+/* ---- CLIP preprocessing against transformers' pixel values ---- */
+
+/* Reads a C-order little-endian float32 .npy of any rank (the project's reader takes 1-D or 2-D). */
+static float *read_npy_f32(const char *path, size_t *shape, int *ndim)
+{
+    size_t n;
+    char *data;
+    v4r_err err = {0};
+    assert_int_equal(v4r_read_file(path, &data, &n, &err), 0);
+    assert_true(n > 10 && memcmp(data, "\x93NUMPY", 6) == 0);
+    size_t hlen = data[6] == 1 ? (uint8_t)data[8] | (size_t)(uint8_t)data[9] << 8
+                               : (uint8_t)data[8] | (size_t)(uint8_t)data[9] << 8 | (size_t)(uint8_t)data[10] << 16;
+    size_t off = (data[6] == 1 ? 10 : 12) + hlen;
+    char *hdr = v4r_strndup(data + (data[6] == 1 ? 10 : 12), hlen);
+    assert_non_null(strstr(hdr, "'<f4'"));
+    assert_non_null(strstr(hdr, "'fortran_order': False"));
+    const char *p = strchr(strstr(hdr, "'shape'"), '(') + 1;
+    size_t total = 1;
+    *ndim = 0;
+    while (*p && *p != ')') {
+        char *end;
+        shape[*ndim] = strtoul(p, &end, 10);
+        total *= shape[(*ndim)++];
+        p = end;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    assert_int_equal(n, off + total * 4);
+    float *out = v4r_malloc(total * 4);
+    memcpy(out, data + off, total * 4);
+    free(hdr);
+    free(data);
+    return out;
+}
+
+/* CLIPImageProcessor: shortest side to `size` (the other int(size * long / short)), bicubic, center
+ * crop size x size with top = (h - size) // 2, then rescale and normalize fused as its torch path
+ * does, in float32: (v - mean * 255) / (std * 255); channels first. */
+static void clip_preprocess(const v4r_image *img, int size, int filter, float *out)
+{
+    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073};
+    static const double stdv[3] = {0.26862954, 0.26130258, 0.27577711};
+    int w, h;
+    if (img->w <= img->h) {
+        w = size;
+        h = (int)((long long)size * img->h / img->w);
+    } else {
+        h = size;
+        w = (int)((long long)size * img->w / img->h);
+    }
+    v4r_image r = resized(img, w, h, filter), c;
+    v4r_err err = {0};
+    assert_int_equal(v4r_image_crop(&r, (w - size) / 2, (h - size) / 2, size, size, &c, &err), 0);
+    for (int ch = 0; ch < 3; ch++)
+        for (int i = 0; i < size * size; i++) {
+            float m = (float)mean[ch] * 255.0f, s = (float)stdv[ch] * 255.0f;
+            out[(size_t)ch * size * size + i] = ((float)c.px[3 * i + ch] - m) / s;
+        }
+    v4r_image_free(&r);
+    v4r_image_free(&c);
+}
+
+/* Compares one golden; returns the worst max abs diff and fills per-image numbers. */
+static void check_golden(const char *model, int size)
+{
+    char *path = v4r_sprintf("%s/fixtures/goldens/%s.pixel_values.npy", tu_shared(), model);
+    if (!v4r_file_exists(path)) {
+        print_message("%s: no pixel_values golden, skipped\n", model);
+        free(path);
+        return;
+    }
+    size_t shape[8];
+    int ndim;
+    float *gold = read_npy_f32(path, shape, &ndim);
+    assert_int_equal(ndim, 4);
+    assert_int_equal(shape[0], N_FIXTURES);
+    assert_int_equal(shape[1], 3);
+    assert_int_equal(shape[2], size);
+    assert_int_equal(shape[3], size);
+    size_t per = (size_t)3 * size * size;
+    float *mine = v4r_malloc(per * sizeof *mine);
+    static const double stdv[3] = {0.26862954, 0.26130258, 0.27577711};
+    for (int i = 0; i < N_FIXTURES; i++) {
+        char *img_path = fixture_path(FIXTURES[i].name);
+        v4r_image img;
+        v4r_err err = {0};
+        assert_int_equal(v4r_image_load(img_path, &img, &err), 0);
+        /* transformers' resize gives the 16-bit-weight result; PIL's own is within a level or two */
+        for (int variant = 0; variant < 2; variant++) {
+            int filter = V4R_RESAMPLE_BICUBIC | (variant == 0 ? V4R_RESAMPLE_INT16 : 0);
+            clip_preprocess(&img, size, filter, mine);
+            double max = 0, sum = 0;
+            for (size_t k = 0; k < per; k++) {
+                double d = fabs((double)mine[k] - gold[i * per + k]);
+                sum += d;
+                if (d > max)
+                    max = d;
+                assert_true(d <= 2.0 / 255.0 / stdv[k / ((size_t)size * size)] + 1e-5);
+            }
+            double mean = sum / per;
+            print_message("%s %-26s %s: max abs diff %.3g, mean %.3g\n", model, FIXTURES[i].name,
+                          variant == 0 ? "16-bit weights" : "PIL weights   ", max, mean);
+            assert_true(mean < 1e-4);
+            if (variant == 0)
+                assert_true(max == 0); /* the same bytes and the same float arithmetic */
+        }
+        v4r_image_free(&img);
+        free(img_path);
+    }
+    free(mine);
+    free(gold);
+    free(path);
+}
+
+static void test_clip_preprocess_goldens(void **state)
+{
+    check_golden("clip-vision-tiny-224", 224);
+    check_golden("clip-vision-tiny-336", 336);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +736,13 @@ int main(void)
         cmocka_unit_test(test_png_variants),
         cmocka_unit_test(test_absurd_sizes),
         cmocka_unit_test(test_webp),
+        cmocka_unit_test(test_resize_identity_and_sizes),
+        cmocka_unit_test(test_resize_constant_stays_constant),
+        cmocka_unit_test(test_resize_small_cases),
+        cmocka_unit_test(test_resize_matches_pil),
+        cmocka_unit_test(test_resize_deterministic),
+        cmocka_unit_test(test_crop),
+        cmocka_unit_test(test_clip_preprocess_goldens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

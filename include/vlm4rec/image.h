@@ -31,6 +31,10 @@ void v4r_image_free(v4r_image *img);
 
 /* Resampling filters, as PIL names them. */
 enum { V4R_RESAMPLE_BILINEAR = 2, V4R_RESAMPLE_BICUBIC = 3 };
+/* Or'd into the filter: weights rounded to 16 bits with the precision chosen per pass (the largest
+ * weight kept under 2^15), as Pillow-SIMD and torchvision's resize of uint8 tensors do; this is what
+ * transformers' CLIP image processor produces. Without it, PIL's 22-bit weights. */
+enum { V4R_RESAMPLE_INT16 = 0x100 };
 /* Resizes to w x h the way PIL's Image.resize(size, filter) does for 8-bit RGB (separable passes,
  * support widened by the scale when shrinking, fixed-point coefficients), byte for byte. */
 int v4r_image_resize(const v4r_image *src, int w, int h, int filter, v4r_image *dst, v4r_err *err);
