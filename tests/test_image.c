@@ -1,6 +1,7 @@
 /* image: decoding the fixture images as PIL does (pixel hashes taken from PIL), broken and odd
  * files, PNG variants written here with libpng, WebP through libwebp's encoder; resizing as PIL
- * does (hashes) and CLIP's preprocessing against transformers' pixel values; cropping. */
+ * does (hashes) and CLIP's preprocessing against transformers' pixel values; cropping; PNG and JPEG
+ * encoding round trips. */
 #include "testutil.h"
 
 #include <math.h>
@@ -726,6 +727,131 @@ static void test_clip_preprocess_goldens(void **state)
     (void)state;
 }
 
+/* ---- encoding ---- */
+
+static void test_encode_png_roundtrip(void **state)
+{
+    char *path = fixture_path("odd_333x777.jpg");
+    v4r_image img, back;
+    v4r_err err = {0};
+    assert_int_equal(v4r_image_load(path, &img, &err), 0);
+    uint8_t *png;
+    size_t n;
+    assert_int_equal(v4r_image_encode_png(&img, &png, &n, &err), 0);
+    assert_string_equal(v4r_image_sniff(png, n), "png");
+    assert_int_equal(v4r_image_decode(png, n, NULL, &back, &err), 0);
+    assert_int_equal(back.w, img.w);
+    assert_int_equal(back.h, img.h);
+    assert_memory_equal(back.px, img.px, (size_t)img.w * img.h * 3);
+    v4r_image_free(&back);
+    free(png);
+    v4r_image one = {1, 1, (uint8_t[]){1, 2, 3}};
+    assert_int_equal(v4r_image_encode_png(&one, &png, &n, &err), 0);
+    assert_int_equal(v4r_image_decode(png, n, NULL, &back, &err), 0);
+    assert_memory_equal(back.px, one.px, 3);
+    v4r_image_free(&back);
+    free(png);
+    v4r_image_free(&img);
+    free(path);
+    (void)state;
+}
+
+static double mean_abs_diff(const v4r_image *a, const v4r_image *b)
+{
+    double s = 0;
+    size_t n = (size_t)a->w * a->h * 3;
+    for (size_t i = 0; i < n; i++)
+        s += abs((int)a->px[i] - (int)b->px[i]);
+    return s / n;
+}
+
+static void test_encode_jpeg_roundtrip(void **state)
+{
+    static const char *names[] = {"landscape_640x480.jpg", "gray_400.jpg", "portrait_300x500.jpg", "rgba_256x320.png"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *path = fixture_path(names[i]);
+        v4r_image img, back;
+        v4r_err err = {0};
+        assert_int_equal(v4r_image_load(path, &img, &err), 0);
+        size_t prev_n = 0;
+        static const int qualities[] = {50, 90, 100};
+        for (size_t q = 0; q < 3; q++) {
+            uint8_t *jpg;
+            size_t n;
+            assert_int_equal(v4r_image_encode_jpeg(&img, qualities[q], &jpg, &n, &err), 0);
+            assert_string_equal(v4r_image_sniff(jpg, n), "jpeg");
+            assert_int_equal(v4r_image_decode(jpg, n, NULL, &back, &err), 0);
+            assert_int_equal(back.w, img.w);
+            assert_int_equal(back.h, img.h);
+            double d = mean_abs_diff(&img, &back);
+            print_message("%s at quality %d: %zu bytes, mean abs diff %.2f\n", names[i], qualities[q], n, d);
+            assert_true(d < (qualities[q] >= 90 ? 7.0 : 10.0)); /* sharp color edges lose to 4:2:0 */
+            assert_true(n > prev_n);                          /* better quality, more bytes */
+            prev_n = n;
+            v4r_image_free(&back);
+            free(jpg);
+        }
+        v4r_image_free(&img);
+        free(path);
+    }
+    (void)state;
+}
+
+static void test_encode_jpeg_smooth(void **state)
+{
+    enum { W = 160, H = 120 };
+    v4r_image img = {W, H, v4r_malloc(W * H * 3)}, back;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t *p = img.px + (y * W + x) * 3;
+            p[0] = (uint8_t)(x * 255 / W);
+            p[1] = (uint8_t)(y * 255 / H);
+            p[2] = (uint8_t)(128 + 100 * sin(x * 0.05 + y * 0.03));
+        }
+    uint8_t *jpg;
+    size_t n;
+    v4r_err err = {0};
+    assert_int_equal(v4r_image_encode_jpeg(&img, 90, &jpg, &n, &err), 0);
+    assert_int_equal(v4r_image_decode(jpg, n, NULL, &back, &err), 0);
+    double d = mean_abs_diff(&img, &back);
+    print_message("smooth %dx%d at quality 90: %zu bytes, mean abs diff %.2f\n", W, H, n, d);
+    assert_true(d < 1.5);
+    v4r_image_free(&back);
+    v4r_image_free(&img);
+    free(jpg);
+    (void)state;
+}
+
+static void test_encode_errors(void **state)
+{
+    v4r_image img = make_image(8, 8, 5), empty = {0};
+    uint8_t *out = (uint8_t *)"x";
+    size_t n = 1;
+    v4r_err err = {0};
+    assert_int_equal(v4r_image_encode_jpeg(&img, 0, &out, &n, &err), V4R_EUSAGE);
+    assert_null(out);
+    assert_int_equal(n, 0);
+    assert_int_equal(v4r_image_encode_jpeg(&img, 101, &out, &n, &err), V4R_EUSAGE);
+    assert_int_equal(v4r_image_encode_jpeg(&empty, 90, &out, &n, &err), V4R_EINPUT);
+    assert_int_equal(v4r_image_encode_png(&empty, &out, &n, &err), V4R_EINPUT);
+    /* the smallest image, and an odd-sized one, through 4:2:0 */
+    v4r_image odd = make_image(1, 1, 9);
+    assert_int_equal(v4r_image_encode_jpeg(&odd, 75, &out, &n, &err), 0);
+    free(out);
+    v4r_image_free(&odd);
+    odd = make_image(17, 3, 9);
+    assert_int_equal(v4r_image_encode_jpeg(&odd, 75, &out, &n, &err), 0);
+    v4r_image back;
+    assert_int_equal(v4r_image_decode(out, n, NULL, &back, &err), 0);
+    assert_int_equal(back.w, 17);
+    assert_int_equal(back.h, 3);
+    v4r_image_free(&back);
+    free(out);
+    v4r_image_free(&odd);
+    v4r_image_free(&img);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -743,6 +869,10 @@ int main(void)
         cmocka_unit_test(test_resize_deterministic),
         cmocka_unit_test(test_crop),
         cmocka_unit_test(test_clip_preprocess_goldens),
+        cmocka_unit_test(test_encode_png_roundtrip),
+        cmocka_unit_test(test_encode_jpeg_roundtrip),
+        cmocka_unit_test(test_encode_jpeg_smooth),
+        cmocka_unit_test(test_encode_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
