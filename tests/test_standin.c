@@ -1,4 +1,4 @@
-/* standin: the stand-in chat-completions server in process (port 0):
+/* standin: the stand-in chat-completions server in process (port 0) and through the CLI:
  * well-formed completions, descriptions (deterministic, distinct, colours of the synthetic
  * catalog named right), bad requests, every injected fault, fault attempts and determinism, the
  * concurrency cap (waiting and rejecting), stopping, the request log. */
@@ -8,9 +8,11 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vlm4rec/ground.h"
@@ -771,6 +773,61 @@ static void test_fault_names(void **state)
     assert_null(s);
 }
 
+static void test_cli(void **state)
+{
+    (void)state;
+    char *port_file = v4r_path_join(tmp, "port.txt");
+    char *err_file = v4r_path_join(tmp, "standin.err");
+    unlink(port_file);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *e = freopen(err_file, "w", stderr);
+        (void)e;
+        execl(V4R_BINARY, V4R_BINARY, "standin", "--port", "0", "--port-file", port_file, (char *)NULL);
+        _exit(127);
+    }
+    char *text = NULL;
+    for (int i = 0; i < 200 && !(text = tu_read(tmp, "port.txt")); i++)
+        usleep(50000);
+    assert_non_null(text);
+    int port = atoi(text);
+    free(text);
+    assert_true(port > 0);
+    reply r;
+    perform(port, "/health", NULL, 10, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    post_image(port, 8, 10, &r);
+    free(content_of(&r, "stop"));
+    reply_free(&r);
+    kill(pid, SIGTERM);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    text = tu_read(tmp, "standin.err");
+    assert_non_null(strstr(text, "stand-in server (not a vision-language model"));
+    assert_non_null(strstr(text, "1 requests served"));
+    free(text);
+    free(port_file);
+    free(err_file);
+    /* usage errors */
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, "standin --fault bogus:0.5"), 2);
+    assert_non_null(strstr(out, "--fault"));
+    assert_non_null(strstr(out, "bogus:0.5"));
+    free(out);
+    assert_int_equal(tu_run(&out, "standin --fault 500:2"), 2);
+    assert_non_null(strstr(out, "500:2"));
+    free(out);
+    assert_int_equal(tu_run(&out, "standin --latency -1"), 2);
+    free(out);
+    assert_int_equal(tu_run(&out, "standin --help"), 0);
+    assert_non_null(strstr(out, "not a vision-language model"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -780,7 +837,7 @@ int main(void)
         cmocka_unit_test(test_fault_attempts), cmocka_unit_test(test_fault_determinism),
         cmocka_unit_test(test_cap),          cmocka_unit_test(test_stop_promptly),
         cmocka_unit_test(test_log),
-        cmocka_unit_test(test_fault_names),
+        cmocka_unit_test(test_fault_names),  cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
