@@ -1,5 +1,5 @@
 /* standin: the stand-in chat-completions server in process (port 0) and through the CLI:
- * well-formed completions, descriptions (deterministic, distinct, colours of the synthetic
+ * well-formed completions, descriptions (deterministic, distinct, colors of the synthetic
  * catalog named right), bad requests, every injected fault, fault attempts and determinism, the
  * concurrency cap (waiting and rejecting), stopping, the request log. */
 #include "testutil.h"
@@ -369,8 +369,8 @@ static void test_texts(void **state)
     v4r_standin_stop(s);
 }
 
-/* The colour named first is the item's colour in attributes.tsv; all texts differ. */
-static void test_synth_colours(void **state)
+/* The color named first is the item's color in attributes.tsv; all texts differ. */
+static void test_synth_colors(void **state)
 {
     (void)state;
     char *attrs = tu_read(synth_dir, "attributes.tsv");
@@ -393,7 +393,7 @@ static void test_synth_colours(void **state)
         free(path);
         texts[i] = v4r_standin_describe(&img);
         v4r_image_free(&img);
-        /* "A <size> <colour> [and <colour>] item ..." */
+        /* "A <size> <color> [and <color>] item ..." */
         char *want = v4r_sprintf(" %s ", f[3]);
         const char *item = strstr(texts[i], " item ");
         const char *at = strstr(texts[i], want);
@@ -403,7 +403,7 @@ static void test_synth_colours(void **state)
             fprintf(stderr, "%s (%s %s): %.120s\n", f[0], f[3], f[2], texts[i]);
         free(want);
     }
-    fprintf(stderr, "colour named right for %d of %d synthetic items\n", right, N_SYNTH);
+    fprintf(stderr, "color named right for %d of %d synthetic items\n", right, N_SYNTH);
     assert_true(right * 10 >= N_SYNTH * 9);
     for (int i = 0; i < N_SYNTH; i++)
         for (int j = 0; j < i; j++)
@@ -436,7 +436,7 @@ static void test_photos(void **state)
         free(again);
         v4r_image_free(&img);
         assert_true(words(texts[i]) >= 15);
-        assert_non_null(strstr(texts[i], "colour"));
+        assert_non_null(strstr(texts[i], "color"));
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(texts[i], texts[j]);
     }
@@ -653,7 +653,7 @@ static void test_cap(void **state)
         assert_int_equal(r[i].status, 200);
         reply_free(&r[i]);
     }
-    assert_true(took < 0.55);
+    assert_true(took < 1.0); /* one after another would take 1.2 s */
     assert_true(v4r_standin_peak_concurrency(s) >= 2);
     v4r_standin_stop(s);
 
@@ -832,7 +832,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_completion),   cmocka_unit_test(test_texts),
-        cmocka_unit_test(test_synth_colours), cmocka_unit_test(test_photos),
+        cmocka_unit_test(test_synth_colors), cmocka_unit_test(test_photos),
         cmocka_unit_test(test_bad_requests), cmocka_unit_test(test_faults),
         cmocka_unit_test(test_fault_attempts), cmocka_unit_test(test_fault_determinism),
         cmocka_unit_test(test_cap),          cmocka_unit_test(test_stop_promptly),

@@ -15,7 +15,7 @@ static const char *standin_help =
     "OpenAI-compatible chat-completions API (POST /v1/chat/completions, GET /v1/models,\n"
     "GET /health) as llama.cpp's server, vLLM, Ollama and SGLang do, for tests, benchmarks and\n"
     "the offline demo. It is not a vision-language model: it decodes the uploaded image and\n"
-    "writes a deterministic description from pixel statistics (colours, size and outline of the\n"
+    "writes a deterministic description from pixel statistics (colors, size and outline of the\n"
     "object, brightness, texture). Service time, a concurrency cap and faults can be set.\n"
     "Runs until SIGINT or SIGTERM, then prints how many requests it served.\n"
     "\n"

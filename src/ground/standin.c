@@ -313,7 +313,8 @@ static int parse_request(json_t *root, chat_request *q, char *msg, size_t msg_n)
                 q->prompt_words += count_words(text);
             } else if (!strcmp(type, "image_url")) {
                 json_t *iu = json_object_get(part, "image_url");
-                const char *url = json_is_string(iu) ? json_string_value(iu) : json_string_value(json_object_get(iu, "url"));
+                const char *url =
+                    json_is_string(iu) ? json_string_value(iu) : json_string_value(json_object_get(iu, "url"));
                 if (!url)
                     return snprintf(msg, msg_n, "messages[%zu].content[%zu] has no image_url.url", i, j), -1;
                 q->images++;

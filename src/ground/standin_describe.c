@@ -3,7 +3,7 @@
  * size, outline, openings and symmetry, brightness and texture). It is not a vision-language model:
  * it sees no objects, only where the pixels differ from the background and how. Deterministic:
  * the same pixels always give the same text, and the exact figures it quotes (coverage, extent,
- * mean colour) keep the texts of different images apart. docs/standin.md lists the rules. */
+ * mean color) keep the texts of different images apart. docs/standin.md lists the rules. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -153,17 +153,17 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Colour statistics over the pixels where sel is set (all when sel is NULL). */
+/* Color statistics over the pixels where sel is set (all when sel is NULL). */
 typedef struct {
     size_t n;
     size_t counts[NPAL];
     int order[NPAL]; /* palette indices by count, most first */
     uint8_t mean[3];
     double mean_l;
-    double texture; /* share of neighbouring selected pairs whose lightness differs by more than 6 */
-} colour_stats;
+    double texture; /* share of neighboring selected pairs whose lightness differs by more than 6 */
+} color_stats;
 
-static void colour_stats_of(const work *k, const uint8_t *sel, colour_stats *cs)
+static void color_stats_of(const work *k, const uint8_t *sel, color_stats *cs)
 {
     memset(cs, 0, sizeof *cs);
     size_t n = (size_t)k->w * (size_t)k->h;
@@ -202,7 +202,10 @@ static void colour_stats_of(const work *k, const uint8_t *sel, colour_stats *cs)
     cs->texture = pairs ? (double)rough / (double)pairs : 0;
 }
 
-static double share(const colour_stats *cs, int rank) { return cs->n ? (double)cs->counts[cs->order[rank]] / (double)cs->n : 0; }
+static double share(const color_stats *cs, int rank)
+{
+    return cs->n ? (double)cs->counts[cs->order[rank]] / (double)cs->n : 0;
+}
 
 static const char *tones(double l) { return l < 35 ? "dark" : l > 70 ? "light" : "medium"; }
 
@@ -216,7 +219,7 @@ static const char *surface(double texture)
 typedef struct {
     uint8_t rgb[3];
     float lab[3];
-    float spread; /* 75th percentile of the border's distance to the background colour */
+    float spread; /* 75th percentile of the border's distance to the background color */
     float threshold;
 } background;
 
@@ -268,11 +271,11 @@ typedef struct {
     int x0, x1, y0, y1;      /* bounding box, inclusive */
     double cx, cy;           /* centroid */
     double thirds[3];        /* mean row extent in the top, middle and bottom thirds of the box */
-    double symmetry;         /* IoU of the mask and its mirror image about the box's centre line */
+    double symmetry;         /* IoU of the mask and its mirror image about the box's center line */
     size_t hole_area;        /* background pixels enclosed by the mask */
-    int centre_open;         /* the box's centre is an enclosed opening */
+    int center_open;         /* the box's center is an enclosed opening */
     int parts;               /* connected pieces of at least 3% of the mask */
-    int level;               /* depth of the core pixels the colours are taken from */
+    int level;               /* depth of the core pixels the colors are taken from */
 } shape_stats;
 
 /* City-block distance of each mask pixel to the nearest background pixel (outside counts as
@@ -366,7 +369,7 @@ static void shape_of(const uint8_t *mask, int w, int h, shape_stats *st)
     }
     for (int t = 0; t < 3; t++)
         st->thirds[t] = rows[t] ? sum[t] / rows[t] : 0;
-    /* mirror symmetry about the box's vertical centre line */
+    /* mirror symmetry about the box's vertical center line */
     size_t inter = 0, uni = 0;
     for (int y = st->y0; y <= st->y1; y++)
         for (int x = st->x0; x <= st->x1; x++) {
@@ -390,8 +393,8 @@ static void shape_of(const uint8_t *mask, int w, int h, shape_stats *st)
         }
     size_t outside = flood(mask, 0, w, h, seen, stack, top, 0);
     st->hole_area = n - st->fg - outside;
-    size_t centre = (size_t)((st->y0 + st->y1) / 2) * (size_t)w + (size_t)((st->x0 + st->x1) / 2);
-    st->centre_open = !mask[centre] && !seen[centre];
+    size_t center = (size_t)((st->y0 + st->y1) / 2) * (size_t)w + (size_t)((st->x0 + st->x1) / 2);
+    st->center_open = !mask[center] && !seen[center];
     /* pieces: 8-connected components of the mask */
     memset(seen, 0, n);
     size_t min_part = st->fg * 3 / 100 > 4 ? st->fg * 3 / 100 : 4;
@@ -425,28 +428,28 @@ static const char *profile(const shape_stats *st)
 
 static void describe_plain(const work *k, const background *bg, text *t)
 {
-    colour_stats cs;
-    colour_stats_of(k, NULL, &cs);
+    color_stats cs;
+    color_stats_of(k, NULL, &cs);
     const char *name = palette[cs.order[0]].name;
     add(t, "An almost uniform %s image with no distinct object standing out from the background. ", name);
-    add(t, "It is in %s tones and %s, with a mean colour of #%02x%02x%02x.", tones(cs.mean_l), surface(cs.texture),
+    add(t, "It is in %s tones and %s, with a mean color of #%02x%02x%02x.", tones(cs.mean_l), surface(cs.texture),
         cs.mean[0], cs.mean[1], cs.mean[2]);
     (void)bg;
 }
 
-/* A busy picture, or one whose content runs over the whole frame: colours by region. */
+/* A busy picture, or one whose content runs over the whole frame: colors by region. */
 static void describe_scene(const work *k, int busy, text *t)
 {
-    colour_stats all, top, bottom;
+    color_stats all, top, bottom;
     size_t n = (size_t)k->w * (size_t)k->h;
     uint8_t *sel = v4r_calloc(n, 1);
-    colour_stats_of(k, NULL, &all);
+    color_stats_of(k, NULL, &all);
     for (size_t i = 0; i < n; i++)
         sel[i] = (int)(i / (size_t)k->w) < k->h / 3;
-    colour_stats_of(k, sel, &top);
+    color_stats_of(k, sel, &top);
     for (size_t i = 0; i < n; i++)
         sel[i] = (int)(i / (size_t)k->w) >= k->h - k->h / 3;
-    colour_stats_of(k, sel, &bottom);
+    color_stats_of(k, sel, &bottom);
     free(sel);
     const char *c1 = palette[all.order[0]].name;
     add(t, "%s picture whose content fills the frame, mostly %s (%d%% of it)", busy ? "A busy" : "A full-frame", c1,
@@ -464,7 +467,7 @@ static void describe_scene(const work *k, int busy, text *t)
     else
         add(t, "The same %s runs from the top of the frame to the bottom. ", ct);
     const char *shape = k->w > k->h * 13 / 10 ? "a wide" : k->h > k->w * 13 / 10 ? "a tall" : "a roughly square";
-    add(t, "It is %s, in %s tones, on %s frame, with a mean colour of #%02x%02x%02x.", surface(all.texture),
+    add(t, "It is %s, in %s tones, on %s frame, with a mean color of #%02x%02x%02x.", surface(all.texture),
         tones(all.mean_l), shape, all.mean[0], all.mean[1], all.mean[2]);
 }
 
@@ -473,7 +476,7 @@ static void describe_object(const work *k, const background *bg, const uint8_t *
     size_t n = (size_t)k->w * (size_t)k->h;
     shape_stats st;
     shape_of(mask, k->w, k->h, &st);
-    /* colours from the core of the mask: the pixels at least `level` deep, away from the outline
+    /* colors from the core of the mask: the pixels at least `level` deep, away from the outline
      * and its blended or shaded edge, when enough of them are left */
     int *depth = v4r_malloc(n * sizeof(int));
     depth_map(mask, k->w, k->h, depth);
@@ -489,9 +492,9 @@ static void describe_object(const work *k, const background *bg, const uint8_t *
     for (size_t i = 0; i < n; i++)
         core[i] = depth[i] >= level;
     free(depth);
-    colour_stats cs, whole;
-    colour_stats_of(k, core, &cs);
-    colour_stats_of(k, mask, &whole);
+    color_stats cs, whole;
+    color_stats_of(k, core, &cs);
+    color_stats_of(k, mask, &whole);
     free(core);
     float bl[3];
     rgb_to_lab(bg->rgb, bl);
@@ -500,7 +503,7 @@ static void describe_object(const work *k, const background *bg, const uint8_t *
     double cover = (double)st.fg / (double)n;
     int bw = st.x1 - st.x0 + 1, bh = st.y1 - st.y0 + 1;
     const char *size = cover < 0.08 ? "small" : cover < 0.3 ? "medium-sized" : "large";
-    /* sentence 1: colour, size, background, proportions */
+    /* sentence 1: color, size, background, proportions */
     add(t, "%s %s %s", article(size)[1] ? "An" : "A", size, palette[cs.order[0]].name);
     if (share(&cs, 1) >= 0.15)
         add(t, " and %s", palette[cs.order[1]].name);
@@ -511,8 +514,8 @@ static void describe_object(const work *k, const background *bg, const uint8_t *
     /* sentence 2: outline */
     add(t, "Its outline is %s", profile(&st));
     double box = (double)bw * (double)bh;
-    if (st.centre_open && (double)st.hole_area >= 0.03 * box)
-        add(t, ", ring-like with an open centre");
+    if (st.center_open && (double)st.hole_area >= 0.03 * box)
+        add(t, ", ring-like with an open center");
     else if ((double)st.hole_area >= 0.02 * box)
         add(t, ", with an enclosed opening");
     if (st.parts > 1)
@@ -522,14 +525,17 @@ static void describe_object(const work *k, const background *bg, const uint8_t *
         st.symmetry >= 0.9    ? "symmetric from left to right"
         : st.symmetry >= 0.75 ? "roughly symmetric"
                               : "clearly asymmetric",
-        pct(fill), fill > 0.75 ? "a compact, solid form" : fill > 0.45 ? "a moderately open form" : "a thin or spread-out form");
+        pct(fill),
+        fill > 0.75   ? "a compact, solid form"
+        : fill > 0.45 ? "a moderately open form"
+                      : "a thin or spread-out form");
     /* sentence 3: surface and tones */
     add(t, "The surface looks %s, in %s tones", surface(cs.texture), tones(cs.mean_l));
     if (share(&cs, 1) >= 0.05 && share(&cs, 1) < 0.15)
         add(t, " with touches of %s", palette[cs.order[1]].name);
-    add(t, "; the main colour is close to #%02x%02x%02x. ", cs.mean[0], cs.mean[1], cs.mean[2]);
-    /* sentence 4: placement, with exact figures. Coverage and centre count partly covered pixels
-     * by how far they are from the background relative to the main colour, so that sub-pixel
+    add(t, "; the main color is close to #%02x%02x%02x. ", cs.mean[0], cs.mean[1], cs.mean[2]);
+    /* sentence 4: placement, with exact figures. Coverage and center count partly covered pixels
+     * by how far they are from the background relative to the main color, so that sub-pixel
      * differences of outline show. */
     float main_lab[3];
     rgb_to_lab(cs.mean, main_lab);
@@ -552,14 +558,14 @@ static void describe_object(const work *k, const background *bg, const uint8_t *
     const char *vert = cy < -0.1 ? "upper" : cy > 0.1 ? "lower" : NULL;
     add(t, "It sits ");
     if (!horiz && !vert)
-        add(t, "in the centre");
+        add(t, "in the center");
     else if (horiz && vert)
         add(t, "toward the %s %s", vert, horiz);
     else if (horiz)
         add(t, "toward the %s", horiz);
     else
         add(t, "in the %s part", vert);
-    add(t, " and covers %.2f%% of the frame: a box of %d by %d pixels in the %d by %d image, centred at (%.2f, %.2f), "
+    add(t, " and covers %.2f%% of the frame: a box of %d by %d pixels in the %d by %d image, centered at (%.2f, %.2f), "
            "averaging #%02x%02x%02x.",
         100.0 * soft / (double)n, bw * k->f, bh * k->f, k->img_w, k->img_h, (sx + 0.5) * k->f, (sy + 0.5) * k->f,
         whole.mean[0], whole.mean[1], whole.mean[2]);
