@@ -1,5 +1,6 @@
-/* `vlm4rec encode`: embed texts (a JSONL or TSV of item and text, or a dataset's titles) with a
- * Sentence-BERT / BERT model into a .npy, in the dataset's item order when a dataset is given. */
+/* `vlm4rec encode`: embed texts (a JSONL or TSV of item and text, the descriptions of a semantic
+ * cache, or a dataset's titles) with a Sentence-BERT / BERT model into a .npy, in the dataset's item
+ * order when a dataset is given. */
 #include <jansson.h>
 #include <omp.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "vlm4rec/cli.h"
 #include "vlm4rec/data.h"
+#include "vlm4rec/ground.h"
 #include "vlm4rec/text.h"
 
 static const char *encode_help =
@@ -17,24 +19,33 @@ static const char *encode_help =
     "normalized as its sentence-transformers files say).\n"
     "  --model M          a model directory, or a Hugging Face id resolved through the model cache\n"
     "                     (see 'vlm4rec pull')\n"
-    "  --input FILE       JSONL ({\"item\": ID, \"text\": ...} a line; \"id\" is accepted for \"item\") or TSV\n"
+    "  --input FILE       JSONL ({\"item\": ID, \"text\": ...} a line; \"id\" is accepted for \"item\",\n"
+    "                     \"description\" for \"text\", as 'cache export' writes) or TSV\n"
     "                     (item<TAB>text a line, an optional header 'item<TAB>text'); by extension\n"
-    "                     .jsonl/.json or .tsv/.txt, or --format\n"
-    "  --format F         jsonl or tsv\n"
+    "                     .jsonl/.json or .tsv/.txt, or --format; or a semantic cache (an SQLite file,\n"
+    "                     told by its first bytes): each item's most recent description\n"
+    "  --format F         jsonl, tsv or cache\n"
+    "  --cache-model M    with a cache: only the descriptions written by model M\n"
+    "  --cache-prompt-hash H  with a cache: only those of the prompt whose sha256 starts with H\n"
+    "                     (6 to 64 hex digits)\n"
     "  --dataset DIR      rows follow the dataset's item order; items without text get zero rows\n"
     "  --titles           with --dataset and no --input: encode the dataset's titles\n"
     "  -o, --output FILE  the vectors (.npy, float32)\n"
     "  --covered-out FILE with --dataset: the ids of the items that got a vector (default:\n"
-    "                     OUT with .covered.txt in place of .npy); use it with 'eval --covered'\n"
+    "                     OUT with .covered.txt in place of .npy); use it with 'eval --covered'.\n"
+    "                     Cache items that are not in the dataset are skipped (and counted)\n"
     "  --batch-size N     sequences per forward batch (default 32)\n"
     "  --threads N        worker threads (default: all cores)\n"
     "  --offline          never touch the network to resolve --model\n"
     "  -q, --quiet        no progress or log lines\n"
     "An empty (or all-blank) text counts as no text. Invalid UTF-8 is an error naming the line.\n";
 
+enum { IN_TSV, IN_JSONL, IN_CACHE };
+
 typedef struct {
     const char *model, *input, *format, *dataset, *output, *covered_out;
-    int titles, offline;
+    const char *cache_model, *cache_prompt_hash;
+    int titles, offline, kind;
     size_t batch;
 } encode_args;
 
@@ -43,6 +54,7 @@ typedef struct {
     char **item; /* NULL when the input has no ids */
     char **text;
     long *line;
+    int by_item; /* messages name items, not lines (a cache) */
 } text_list;
 
 static void list_push(text_list *l, const char *item, const char *text, long line)
@@ -82,6 +94,8 @@ static int jsonl_line(text_list *l, const char *path, long lineno, const char *l
     json_t *text = json_object_get(obj, "text"), *id = json_object_get(obj, "item");
     if (!id)
         id = json_object_get(obj, "id");
+    if (!text) /* the lines of 'cache export' */
+        text = json_object_get(obj, "description");
     int rc = V4R_OK;
     char num[32];
     const char *id_str = NULL;
@@ -197,6 +211,8 @@ static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *
     *err = first;
     if (l->line[bad])
         return v4r_err_prefix(err, "%s:%ld: ", path, l->line[bad]);
+    if (l->by_item)
+        return v4r_err_prefix(err, "%s: item '%s': ", path, l->item[bad]);
     return v4r_err_prefix(err, "item %zu: ", bad);
 }
 
@@ -285,6 +301,60 @@ static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *
     return rc;
 }
 
+/* --format, else a semantic cache by its first bytes, else JSONL or TSV by the extension. */
+static int input_kind(const encode_args *a)
+{
+    if (a->format)
+        return !strcmp(a->format, "cache") ? IN_CACHE : !strcmp(a->format, "jsonl") ? IN_JSONL : IN_TSV;
+    static const char magic[16] = "SQLite format 3";
+    char head[16];
+    FILE *fp = fopen(a->input, "rb");
+    int cache = fp && fread(head, 1, sizeof head, fp) == sizeof head && !memcmp(head, magic, sizeof head);
+    if (fp)
+        fclose(fp);
+    if (cache)
+        return IN_CACHE;
+    const char *dot = strrchr(a->input, '.');
+    return dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json")) ? IN_JSONL : IN_TSV;
+}
+
+typedef struct {
+    text_list *l;
+    const v4r_dataset *ds;
+    size_t skipped;
+} cache_read;
+
+static int cache_text(const char *item, const char *description, void *ctx)
+{
+    cache_read *r = ctx;
+    if (r->ds && v4r_strmap_get(&r->ds->item_index, item) < 0)
+        r->skipped++;
+    else
+        list_push(r->l, item, description, 0);
+    return 0;
+}
+
+/* Each item's most recent description in a semantic cache (id order); with a dataset, its items only. */
+static int read_cache(const encode_args *a, const v4r_dataset *ds, text_list *l, v4r_err *err)
+{
+    v4r_cache *c = NULL;
+    int rc = v4r_cache_open_readonly(a->input, &c, err);
+    v4r_cache_filter f = {a->cache_model, a->cache_prompt_hash};
+    cache_read r = {l, ds, 0};
+    l->by_item = 1;
+    if (!rc)
+        rc = v4r_cache_foreach_text(c, &f, cache_text, &r, err);
+    v4r_cache_close(c);
+    if (!rc && r.skipped)
+        v4r_warn("%s: %zu described item%s not in the dataset %s: skipped", a->input, r.skipped,
+                 r.skipped == 1 ? " is" : "s are", a->dataset);
+    if (!rc && l->n == 0)
+        rc = v4r_fail(err, V4R_EINPUT, "%s: no descriptions%s", a->input,
+                      a->cache_model || a->cache_prompt_hash || r.skipped ? " (of the chosen model, prompt and dataset)"
+                                                                          : "");
+    return rc;
+}
+
 static int parse_args(int argc, char **argv, encode_args *a)
 {
     static const struct option opts[] = {
@@ -294,6 +364,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"covered-out", required_argument, 0, 'c'}, {"batch-size", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'j'}, {"offline", no_argument, 0, 'O'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {"cache-model", required_argument, 0, 'M'}, {"cache-prompt-hash", required_argument, 0, 'H'},
         {0, 0, 0, 0}};
     int c, rc = 0;
     size_t threads;
@@ -316,6 +387,8 @@ static int parse_args(int argc, char **argv, encode_args *a)
                 omp_set_num_threads((int)threads);
             break;
         case 'O': a->offline = 1; break;
+        case 'M': a->cache_model = optarg; break;
+        case 'H': a->cache_prompt_hash = optarg; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(encode_help, stdout); return -1;
         default: return v4r_cli_usage_error("encode", "bad option");
@@ -329,17 +402,17 @@ static int parse_args(int argc, char **argv, encode_args *a)
         rc = v4r_cli_usage_error("encode", "give either --input FILE or --titles (with --dataset)");
     if (!rc && a->titles && !a->dataset)
         rc = v4r_cli_usage_error("encode", "--titles needs --dataset");
-    if (!rc && a->format && strcmp(a->format, "jsonl") && strcmp(a->format, "tsv"))
-        rc = v4r_cli_usage_error("encode", "--format must be jsonl or tsv, not '%s'", a->format);
+    if (!rc && a->format && strcmp(a->format, "jsonl") && strcmp(a->format, "tsv") && strcmp(a->format, "cache"))
+        rc = v4r_cli_usage_error("encode", "--format must be jsonl, tsv or cache, not '%s'", a->format);
+    if (!rc && a->input)
+        a->kind = input_kind(a);
+    if (!rc && a->kind != IN_CACHE && (a->cache_model || a->cache_prompt_hash))
+        rc = v4r_cli_usage_error("encode", "--%s applies only to a cache input",
+                                 a->cache_model ? "cache-model" : "cache-prompt-hash");
+    const char *h = a->cache_prompt_hash;
+    if (!rc && h && (strlen(h) < 6 || strlen(h) > 64 || strspn(h, "0123456789abcdefABCDEF") != strlen(h)))
+        rc = v4r_cli_usage_error("encode", "--cache-prompt-hash '%s': give 6 to 64 hex digits", h);
     return rc;
-}
-
-static int input_is_jsonl(const encode_args *a)
-{
-    if (a->format)
-        return !strcmp(a->format, "jsonl");
-    const char *dot = strrchr(a->input, '.');
-    return dot && (!strcmp(dot, ".jsonl") || !strcmp(dot, ".json"));
 }
 
 static void titles_of(const v4r_dataset *ds, text_list *l)
@@ -356,8 +429,10 @@ static int run_encode(const encode_args *a, v4r_err *err)
     int have_ds = 0;
     int rc = a->dataset ? v4r_dataset_load(a->dataset, &ds, err) : V4R_OK;
     have_ds = a->dataset && !rc;
-    if (!rc && a->input)
-        rc = read_texts(a->input, input_is_jsonl(a), &l, err);
+    if (!rc && a->input && a->kind == IN_CACHE)
+        rc = read_cache(a, have_ds ? &ds : NULL, &l, err);
+    else if (!rc && a->input)
+        rc = read_texts(a->input, a->kind == IN_JSONL, &l, err);
     else if (!rc)
         titles_of(&ds, &l);
     char *model_dir = NULL;
