@@ -131,8 +131,9 @@ static void expect_open_fail(const char *path, int code, const char *needle)
 static void test_not_a_cache(void **state)
 {
     char *dir = tu_tmpdir();
-    tu_write(dir, "garbage.db", "this is not a database at all, just some text that is long enough to have a header"
-                                " of a hundred bytes or more, which SQLite reads first........................\n");
+    tu_write(dir, "garbage.db",
+             "this is not a database at all, just some text that is long enough to have a header"
+             " of a hundred bytes or more, which SQLite reads first........................\n");
     tu_write(dir, "short.db", "hello\n");
     char *garbage = v4r_path_join(dir, "garbage.db"), *shortf = v4r_path_join(dir, "short.db");
     expect_open_fail(garbage, V4R_EINPUT, "not a vlm4rec cache");
@@ -518,6 +519,53 @@ static void test_concurrent_claims(void **state)
     (void)state;
 }
 
+/* Eight processes open one new file at the same moment: one creates the schema, all get a cache. */
+static void test_concurrent_create(void **state)
+{
+    enum { N = 8 };
+    char *dir = tu_tmpdir(), *path = v4r_sprintf("%s/new/c.db", dir);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pids[N];
+    for (int p = 0; p < N; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            close(go[1]);
+            char ch;
+            if (read(go[0], &ch, 1) != 0) /* wait for the parent to close its end */
+                _exit(5);
+            v4r_cache *c = NULL;
+            v4r_err err = {0};
+            char item[32];
+            snprintf(item, sizeof item, "p%d", p);
+            v4r_cache_key k = ckey(item);
+            int out = -1;
+            if (v4r_cache_open(path, &c, &err) != 0 || v4r_cache_claim(c, &k, 0, &out, &err) != 0 ||
+                out != V4R_CLAIM_OK) {
+                fprintf(stderr, "child %d: %s\n", p, err.msg);
+                _exit(1);
+            }
+            v4r_cache_close(c);
+            _exit(0);
+        }
+    }
+    close(go[0]);
+    close(go[1]); /* all start now */
+    for (int p = 0; p < N; p++) {
+        int status;
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("child %d: status %d", p, status);
+    }
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM descriptions"), N);
+    assert_int_equal(raw_int(path, "PRAGMA application_id"), 0x76347263);
+    free(path);
+    tu_rmtree(dir);
+    free(dir);
+    (void)state;
+}
+
 /* SIGKILL while a child writes: the file is intact and every result it reported is there. */
 static void test_kill9_durability(void **state)
 {
@@ -744,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_dead_owner_takeover),
         cmocka_unit_test(test_live_owner_busy),
         cmocka_unit_test(test_concurrent_claims),
+        cmocka_unit_test(test_concurrent_create),
         cmocka_unit_test(test_kill9_durability),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_prompts_and_sha256),

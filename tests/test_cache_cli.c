@@ -90,27 +90,31 @@ static void test_import(void **state)
 {
     char *dir = tu_tmpdir(), hex[65];
     write_dataset(dir);
-    tu_write(dir, "d.jsonl", "{\"item\": \"a\", \"description\": \"A red shoe.\"}\n{\"id\": \"c\", \"text\": \"A bag.\"}\n");
+    tu_write(dir, "d.jsonl",
+             "{\"item\": \"a\", \"description\": \"A red shoe.\"}\n{\"id\": \"c\", \"text\": \"A bag.\"}\n");
     expect_run(2, "--model is required", "cache import '%s/c.db' '%s/d.jsonl' --prompt x", dir, dir);
     expect_run(2, "exactly one of", "cache import '%s/c.db' '%s/d.jsonl' --model m", dir, dir);
     expect_run(2, "exactly one of", "cache import '%s/c.db' '%s/d.jsonl' --model m --prompt x --prompt-preset paper",
                dir, dir);
-    expect_run(2, "paper or script", "cache import '%s/c.db' '%s/d.jsonl' --model m --prompt-preset novel", dir,
-               dir);
+    expect_run(2, "paper or script", "cache import '%s/c.db' '%s/d.jsonl' --model m --prompt-preset novel", dir, dir);
     expect_run(2, "64 hex digits", "cache import '%s/c.db' '%s/d.jsonl' --model m --prompt-hash abcdef", dir, dir);
     expect_run(2, "expected CACHE and FILE", "cache import '%s/c.db' --model m --prompt x", dir);
     expect_run(4, "nope.txt", "cache import '%s/c.db' '%s/d.jsonl' --model m --prompt-file '%s/nope.txt'", dir, dir,
                dir);
     expect_run(4, "nope.jsonl", "cache import '%s/c.db' '%s/nope.jsonl' --model m --prompt x", dir, dir);
     tu_write(dir, "bad.tsv", "a\tfine\nb\t   \n");
-    expect_run(3, "bad.tsv:2: empty description", "cache import '%s/c.db' '%s/bad.tsv' --model m --prompt x", dir,
-               dir);
+    expect_run(3, "bad.tsv:2: empty description", "cache import '%s/c.db' '%s/bad.tsv' --model m --prompt x", dir, dir);
     tu_write(dir, "unknown.tsv", "a\tfine\nzz\tno such item\n");
     expect_run(3, "unknown.tsv:2: unknown item 'zz'",
                "cache import '%s/c.db' '%s/unknown.tsv' --model m --prompt x --dataset '%s/ds'", dir, dir, dir);
-    /* the failed imports stored nothing, not even their prompt */
+    /* the failed imports into a new file left none */
     char *db = v4r_path_join(dir, "c.db");
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM descriptions"), 0);
+    assert_false(v4r_file_exists(db));
+    expect_run(0, NULL, "cache import '%s/c.db' '%s/d.jsonl' --model first --prompt-hash %s", dir, dir, PH);
+    /* into an existing cache they store nothing, not even their prompt */
+    expect_run(3, "bad.tsv:2: empty description", "cache import '%s/c.db' '%s/bad.tsv' --model m --prompt x", dir, dir);
+    assert_true(v4r_file_exists(db));
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM descriptions"), 2);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts"), 0);
     /* a prompt file: trailing newlines dropped; the hash is of the template */
     tu_write(dir, "prompt.txt", "Describe {title}.\n\n");
@@ -121,21 +125,22 @@ static void test_import(void **state)
     assert_string_equal(t, "Describe {title}.");
     free(t);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM descriptions WHERE status = 'done' AND model = 'm'"), 2);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM prompts"), 1);
     char img[65];
     v4r_sha256_hex("jpeg bytes", 10, img);
-    t = raw_text(db, "SELECT image_hash FROM descriptions WHERE item = 'c'");
+    t = raw_text(db, "SELECT image_hash FROM descriptions WHERE item = 'c' AND model = 'm'");
     assert_string_equal(t, img);
     free(t);
     /* by hash; then --replace */
     tu_write(dir, "again.tsv", "item\tdescription\na\tA shoe, red.\n");
     expect_run(0, NULL, "cache import '%s/c.db' '%s/again.tsv' --model m --prompt-hash %s --dataset '%s/ds'", dir, dir,
                hex, dir);
-    t = raw_text(db, "SELECT description FROM descriptions WHERE item = 'a'");
+    t = raw_text(db, "SELECT description FROM descriptions WHERE item = 'a' AND model = 'm'");
     assert_string_equal(t, "A red shoe.");
     free(t);
     expect_run(0, NULL, "cache import '%s/c.db' '%s/again.tsv' --model m --prompt-hash %s --replace --dataset '%s/ds'",
                dir, dir, hex, dir);
-    t = raw_text(db, "SELECT description FROM descriptions WHERE item = 'a'");
+    t = raw_text(db, "SELECT description FROM descriptions WHERE item = 'a' AND model = 'm'");
     assert_string_equal(t, "A shoe, red.");
     free(t);
     /* a preset by name */

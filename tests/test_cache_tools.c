@@ -139,8 +139,9 @@ static void test_merge(void **state)
     assert_non_null(strstr(err.msg, "itself"));
     free(self);
     /* not a cache, missing */
-    tu_write(dir, "junk.db", "junk junk junk junk junk junk junk junk junk junk junk junk junk junk junk junk junk"
-                             " junk junk junk junk junk\n");
+    tu_write(dir, "junk.db",
+             "junk junk junk junk junk junk junk junk junk junk junk junk junk junk junk junk junk"
+             " junk junk junk junk junk\n");
     char *junk = v4r_path_join(dir, "junk.db"), *missing = v4r_path_join(dir, "missing.db");
     assert_int_equal(v4r_cache_merge(c, junk, &n_new, &n_upd, &err), V4R_EINPUT);
     assert_non_null(strstr(err.msg, junk));
@@ -334,7 +335,8 @@ static void test_import_formats(void **state)
     assert_string_equal(d, "text é b");
     free(d);
     /* JSONL with both spellings of the fields and an integer id */
-    tu_write(dir, "d.jsonl", "{\"item\": \"c\", \"description\": \"text c\"}\n\n{\"id\": 42, \"text\": \"text 42\"}\r\n");
+    tu_write(dir, "d.jsonl",
+             "{\"item\": \"c\", \"description\": \"text c\"}\n\n{\"id\": 42, \"text\": \"text 42\"}\r\n");
     assert_int_equal(import(c, dir, "d.jsonl", NULL, 0, &n, &err), 0);
     assert_int_equal(n, 2);
     d = desc_of(path, "42");
@@ -396,7 +398,8 @@ static void test_import_formats(void **state)
     assert_int_equal(v4r_cache_import(c, p, &o, &n, &err), V4R_EUSAGE);
     o = (v4r_cache_import_opts){"m", "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", NULL, 0};
     assert_int_equal(v4r_cache_import(c, p, &o, &n, &err), 0); /* stored in lower case */
-    assert_int_equal(raw_int(path, "SELECT count(*) FROM descriptions WHERE model = 'm' AND prompt_hash = '" PH "'"), 2);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM descriptions WHERE model = 'm' AND prompt_hash = '" PH "'"),
+                     2);
     free(p);
     v4r_cache_close(c);
     free(path);
@@ -414,18 +417,21 @@ static void test_import_errors(void **state)
     v4r_err err = {0};
     char *dsdir = v4r_path_join(dir, "ds");
     assert_int_equal(v4r_dataset_load(dsdir, &ds, &err), 0);
-    expect_import_error(c, dir, "e1.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"b\", \"text\": \"ok\"}\n{bad\n",
-                        NULL, V4R_EINPUT, "e1.jsonl:3: not a JSON object");
+    expect_import_error(c, dir, "e1.jsonl",
+                        "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"b\", \"text\": \"ok\"}\n{bad\n", NULL,
+                        V4R_EINPUT, "e1.jsonl:3: not a JSON object");
     expect_import_error(c, dir, "e2.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n[1, 2]\n", NULL, V4R_EINPUT,
                         "e2.jsonl:2: not a JSON object");
-    expect_import_error(c, dir, "e3.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n{\"text\": \"x\"}\n", NULL, V4R_EINPUT,
-                        "e3.jsonl:2: field 'item'");
-    expect_import_error(c, dir, "e4.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"b\", \"text\": 5}\n", NULL,
-                        V4R_EINPUT, "e4.jsonl:2: field 'description'");
-    expect_import_error(c, dir, "e5.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"b\", \"text\": \"  \"}\n",
-                        NULL, V4R_EINPUT, "e5.jsonl:2: empty description");
-    expect_import_error(c, dir, "e6.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"a\", \"text\": \"again\"}\n",
-                        NULL, V4R_EINPUT, "e6.jsonl:2: item 'a' already described at line 1");
+    expect_import_error(c, dir, "e3.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n{\"text\": \"x\"}\n", NULL,
+                        V4R_EINPUT, "e3.jsonl:2: field 'item'");
+    expect_import_error(c, dir, "e4.jsonl", "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"b\", \"text\": 5}\n",
+                        NULL, V4R_EINPUT, "e4.jsonl:2: field 'description'");
+    expect_import_error(c, dir, "e5.jsonl",
+                        "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"b\", \"text\": \"  \"}\n", NULL, V4R_EINPUT,
+                        "e5.jsonl:2: empty description");
+    expect_import_error(c, dir, "e6.jsonl",
+                        "{\"item\": \"a\", \"text\": \"ok\"}\n{\"item\": \"a\", \"text\": \"again\"}\n", NULL,
+                        V4R_EINPUT, "e6.jsonl:2: item 'a' already described at line 1");
     expect_import_error(c, dir, "e7.jsonl", "{\"item\": \"\", \"text\": \"x\"}\n", NULL, V4R_EINPUT,
                         "e7.jsonl:1: empty item id");
     expect_import_error(c, dir, "e8.tsv", "item\tdescription\na\tok\nb\tx\ty\n", NULL, V4R_EINPUT,
@@ -512,7 +518,8 @@ static void test_stats(void **state)
     char *dir = tu_tmpdir(), *path = v4r_path_join(dir, "c.db");
     v4r_cache *c = copen(path);
     v4r_err err = {0};
-    assert_int_equal(v4r_cache_put_prompt(c, PH, "Describe\nthis image in some detail, please, with colors and more", &err), 0);
+    assert_int_equal(
+        v4r_cache_put_prompt(c, PH, "Describe\nthis image in some detail, please, with colors and more", &err), 0);
     double now = (double)time(NULL);
     put(path, (row_spec){"d1", "done", 0, "x", NULL, 1, 1.0, now});
     put(path, (row_spec){"d2", "done", 0, "x", NULL, 2, 2.0, now});
@@ -562,10 +569,16 @@ static void test_stats(void **state)
     free(js);
     /* text: the same numbers */
     char *txt = stats(c, NULL, 0, 0);
-    const char *want[] = {"rows       11\n", "done       5\n", "failed     4 (permanent 1, transient 3)\n",
-                          "running    2 (live 1, stale 1",  "attempts   13\n", "mean 4.000 s, p50 2.500 s, p95 8.950 s",
-                          "prompt 400, completion 120",      "  m  0123456789ab  done 4  failed 3  running 2  \"Describe...\"",
-                          "  other  fedcba987654  done 1  failed 1  running 0\n", "       2  HTTP 500\n",
+    const char *want[] = {"rows       11\n",
+                          "done       5\n",
+                          "failed     4 (permanent 1, transient 3)\n",
+                          "running    2 (live 1, stale 1",
+                          "attempts   13\n",
+                          "mean 4.000 s, p50 2.500 s, p95 8.950 s",
+                          "prompt 400, completion 120",
+                          "  m  0123456789ab  done 4  failed 3  running 2  \"Describe...\"",
+                          "  other  fedcba987654  done 1  failed 1  running 0\n",
+                          "       2  HTTP 500\n",
                           "       1  HTTP 400\n"};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(txt, want[i]))

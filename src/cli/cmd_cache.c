@@ -163,6 +163,22 @@ static int cmd_export(const cache_args *a)
     return rc ? v4r_cli_report(&err) : 0;
 }
 
+static int same_file(const char *x, const char *y)
+{
+    struct stat a, b;
+    return stat(x, &a) == 0 && stat(y, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static void remove_cache_files(const char *path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; i++) {
+        char *p = v4r_sprintf("%s%s", path, suffix[i]);
+        unlink(p);
+        free(p);
+    }
+}
+
 /* The prompt template of the import options (NULL when given by hash); *text is allocated. */
 static int import_prompt(const cache_args *a, char **text, char hash[65], v4r_err *err)
 {
@@ -223,6 +239,8 @@ static int cmd_import(const cache_args *a)
         have_ds = !rc;
     }
     v4r_cache *c = NULL;
+    struct stat sb;
+    int created = stat(a->pos[0], &sb) != 0;
     if (!rc)
         rc = v4r_cache_open(a->pos[0], &c, &err);
     if (!rc)
@@ -238,26 +256,12 @@ static int cmd_import(const cache_args *a)
     if (!rc)
         v4r_info("imported %zu descriptions into %s (model %s, prompt %.12s)", n, a->pos[0], a->model, hash);
     v4r_cache_close(c); /* without the commit: rolled back */
+    if (rc && created)
+        remove_cache_files(a->pos[0]);
     if (have_ds)
         v4r_dataset_free(&ds);
     free(text);
     return rc ? v4r_cli_report(&err) : 0;
-}
-
-static int same_file(const char *x, const char *y)
-{
-    struct stat a, b;
-    return stat(x, &a) == 0 && stat(y, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-static void remove_cache_files(const char *path)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    for (int i = 0; i < 4; i++) {
-        char *p = v4r_sprintf("%s%s", path, suffix[i]);
-        unlink(p);
-        free(p);
-    }
 }
 
 static int cmd_merge(const cache_args *a)

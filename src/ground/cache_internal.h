@@ -1,5 +1,6 @@
-/* The semantic cache's insides, shared by cache.c (open, claims, results, reads), cache_tools.c
- * (stats, export, merge) and cache_import.c. */
+/* The semantic cache's insides, shared by cache.c (open, statements, transactions, owners),
+ * cache_rows.c (claims, results, reads), cache_tools.c (stats, export), cache_merge.c,
+ * cache_import.c and sha256.c. */
 #ifndef V4R_GROUND_CACHE_INTERNAL_H
 #define V4R_GROUND_CACHE_INTERNAL_H
 
