@@ -15,7 +15,7 @@
 
 /* One row per key. Several processes may share one cache file: rows being worked on are claimed
  * ('running', with the owner and a lease); a claim held by a dead process or an expired lease is
- * taken over. docs/grounding.md describes the schema. */
+ * taken over. docs/cache.md describes the schema. */
 typedef struct v4r_cache v4r_cache;
 
 enum { V4R_CACHE_RUNNING = 1, V4R_CACHE_DONE = 2, V4R_CACHE_FAILED = 3 };

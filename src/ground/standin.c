@@ -491,14 +491,11 @@ static enum MHD_Result send_drip(struct MHD_Connection *c, v4r_standin *s, char 
 
 /* ---- the chat-completions route ---- */
 
-static enum MHD_Result chat(struct MHD_Connection *c, v4r_standin *s, upload *up)
+/* Everything a request costs happens inside its service slot, which it holds for at least
+ * latency_s in all: so the server's capacity is exactly cap / latency_s. */
+static enum MHD_Result chat_in_slot(struct MHD_Connection *c, v4r_standin *s, upload *up, int slot, double t0)
 {
     char msg[1300];
-    if (up->too_large) {
-        finish(s, NULL, 0, "413");
-        snprintf(msg, sizeof msg, "the request body is larger than %zu MB", MAX_BODY >> 20);
-        return send_error(c, 413, msg, NULL);
-    }
     json_error_t je;
     json_t *root = json_loadb(up->buf ? up->buf : "", up->n, 0, &je);
     if (!root) {
@@ -543,16 +540,8 @@ static enum MHD_Result chat(struct MHD_Connection *c, v4r_standin *s, upload *up
     v4r_image_free(&img);
     char retry[32];
     retry_after_text(s, retry);
-    int slot = slot_take(s);
-    if (slot == SLOT_FULL) {
-        free(text);
-        json_decref(root);
-        finish(s, sha, k, "429");
-        return send_error(c, 429, "the stand-in server is at its capacity; retry later", retry);
-    }
-    int stopped = slot == SLOT_STOPPING || (s->o.latency_s > 0 && nap(s, s->o.latency_s) != 0);
-    if (slot == SLOT_OK)
-        slot_give(s);
+    double remaining = s->o.latency_s - (v4r_now() - t0);
+    int stopped = slot == SLOT_STOPPING || (remaining > 0 && nap(s, remaining) != 0);
     if (stopped) {
         free(text);
         json_decref(root);
@@ -586,6 +575,27 @@ static enum MHD_Result chat(struct MHD_Connection *c, v4r_standin *s, upload *up
     free(text);
     json_decref(root);
     finish(s, sha, k, fault < 0 ? "200" : v4r_fault_name(fault));
+    return ret;
+}
+
+static enum MHD_Result chat(struct MHD_Connection *c, v4r_standin *s, upload *up)
+{
+    if (up->too_large) {
+        char msg[128];
+        finish(s, NULL, 0, "413");
+        snprintf(msg, sizeof msg, "the request body is larger than %zu MB", MAX_BODY >> 20);
+        return send_error(c, 413, msg, NULL);
+    }
+    int slot = slot_take(s);
+    if (slot == SLOT_FULL) {
+        char retry[32];
+        retry_after_text(s, retry);
+        finish(s, NULL, 0, "429");
+        return send_error(c, 429, "the stand-in server is at its capacity; retry later", retry);
+    }
+    enum MHD_Result ret = chat_in_slot(c, s, up, slot, v4r_now());
+    if (slot == SLOT_OK)
+        slot_give(s);
     return ret;
 }
 
