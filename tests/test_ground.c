@@ -17,6 +17,8 @@
 #include "../src/ground/runner_internal.h"
 #include "vlm4rec/ground.h"
 
+#include "hubserver.c"
+
 #define N_ITEMS 40
 
 typedef struct {
@@ -466,6 +468,97 @@ static void test_cli_errors(void **state)
     env_free(e);
 }
 
+static void test_url_images_downloaded_once(void **state)
+{
+    env *e = env_new();
+    v4r_standin_opts so;
+    v4r_standin_defaults(&so);
+    start_server(e, &so);
+    char *images = v4r_path_join(e->data, "images");
+    hs_repo repo = {"shop/images", images, "0123456789abcdef0123456789abcdef01234567"};
+    hubserver *hs = hs_start(&repo, 1);
+    assert_non_null(hs);
+    /* every image becomes a URL; one of them points at nothing */
+    char *cmd = v4r_sprintf("sed -i 's#\\timages/#\\t%s/shop/images/resolve/main/#; s#main/I000009.png#main/none.png#' "
+                            "'%s/items.tsv'",
+                            hs_url(hs), e->data);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    char *out = NULL;
+    assert_int_equal(ground(e, &out, "--concurrency 4"), 0);
+    assert_non_null(strstr(out, "39 described, 1 failed"));
+    free(out);
+    assert_int_equal(query(e->cache, "SELECT count(*) FROM descriptions WHERE item='I000009' AND permanent=1 AND "
+                                     "error LIKE 'downloading %none.png: HTTP 404'"),
+                     1);
+    /* the same descriptions as from the files; a new cache reuses the downloads */
+    hs_counts k;
+    hs_counts_get(hs, &k);
+    int fetched = k.total;
+    assert_true(fetched >= 40);
+    char *fresh = v4r_path_join(e->dir, "fresh.sqlite");
+    assert_int_equal(tu_run(&out, "ground --dataset '%s' --cache '%s' --endpoint %s --model standin "
+                                  "--image-cache '%s.images'",
+                            e->data, fresh, e->url, e->cache),
+                     0);
+    assert_non_null(strstr(out, "39 described, 1 failed"));
+    free(out);
+    hs_counts_get(hs, &k);
+    assert_int_equal(k.total, fetched + 1); /* only the missing one is asked for again */
+    /* a download over the size limit fails for good */
+    char *small = v4r_path_join(e->dir, "small.sqlite");
+    assert_int_equal(tu_run(&out, "ground --dataset '%s' --cache '%s' --endpoint %s --model standin --limit 2 "
+                                  "--max-image-bytes 100",
+                            e->data, small, e->url),
+                     0);
+    assert_non_null(strstr(out, "0 described, 2 failed"));
+    free(out);
+    assert_int_equal(query(small, "SELECT count(*) FROM descriptions WHERE error LIKE '%over the limit of 100%'"), 2);
+    free(small);
+    free(fresh);
+    hs_stop(hs);
+    free(images);
+    env_free(e);
+}
+
+static void test_max_side_downscales(void **state)
+{
+    env *e = env_new();
+    v4r_standin_opts so;
+    v4r_standin_defaults(&so);
+    start_server(e, &so);
+    char *out = NULL;
+    assert_int_equal(ground(e, &out, "--limit 1 --max-side 32"), 0);
+    assert_non_null(strstr(out, "1 described, 0 failed"));
+    free(out);
+    /* the server saw the 32 x 32 bicubic reduction (PNG keeps it exact) */
+    v4r_image img, small;
+    char *png = v4r_path_join(e->data, "images/I000000.png");
+    assert_int_equal(v4r_image_load(png, &img, NULL), 0);
+    assert_int_equal(v4r_image_resize(&img, 32, 32, V4R_RESAMPLE_BICUBIC, &small, NULL), 0);
+    char *want = v4r_standin_describe(&small), *full = v4r_standin_describe(&img);
+    assert_string_not_equal(want, full);
+    char *sql = v4r_sprintf("SELECT description = '%s' FROM descriptions WHERE item='I000000'", want);
+    assert_int_equal(query(e->cache, sql), 1);
+    /* the key keeps the hash of the original file */
+    char *data = NULL;
+    size_t n = 0;
+    assert_int_equal(v4r_read_file(png, &data, &n, NULL), 0);
+    char hex[65];
+    v4r_sha256_hex(data, n, hex);
+    char *sql2 = v4r_sprintf("SELECT image_hash = '%s' FROM descriptions WHERE item='I000000'", hex);
+    assert_int_equal(query(e->cache, sql2), 1);
+    free(sql2);
+    free(data);
+    free(sql);
+    free(want);
+    free(full);
+    free(png);
+    v4r_image_free(&img);
+    v4r_image_free(&small);
+    env_free(e);
+}
+
 /* ---- the plan ---- */
 
 static void test_plan_order_shard_limit(void **state)
@@ -474,7 +567,6 @@ static void test_plan_order_shard_limit(void **state)
     assert_int_equal(tu_run(NULL, "dataset synth -o '%s/d' --users 50 --items 200 --interactions 600", dir), 0);
     char *data = v4r_sprintf("%s/d", dir);
     v4r_dataset ds;
-    v4r_dataset_init(&ds);
     assert_int_equal(v4r_dataset_load(data, &ds, NULL), 0);
     v4r_ground_opts o;
     v4r_ground_defaults(&o);
@@ -583,6 +675,8 @@ int main(void)
         cmocka_unit_test(test_shards_merge_to_single_run),
         cmocka_unit_test(test_dead_endpoint_rested),
         cmocka_unit_test(test_retry_after_honoured),
+        cmocka_unit_test(test_url_images_downloaded_once),
+        cmocka_unit_test(test_max_side_downscales),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

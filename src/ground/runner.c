@@ -459,7 +459,6 @@ int v4r_ground_run(const v4r_ground_opts *o, v4r_ground_summary *s, v4r_err *err
     memset(&r, 0, sizeof r);
     r.o = o;
     r.sum = s;
-    v4r_dataset_init(&r.ds);
     double cpu0 = cpu_seconds();
     r.start = v4r_now();
     r.last_renew = r.start;
