@@ -1,7 +1,8 @@
 /* `vlm4rec embed-images` end to end on a small dataset whose items point at the fixture images:
  * the reference's vectors in item order, zero rows and reasons for the broken, missing and URL
  * images, the coverage list, resuming after a kill -9 (byte for byte the uninterrupted output), a
- * stale checkpoint, and batch size / chunk size / threads not changing a byte. */
+ * stale checkpoint, batch size / chunk size / threads not changing a byte, and a CLIP repository
+ * pulled from a local hub look-alike (tests/hubserver.c) used by its id. */
 #include "testutil.h"
 
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hubserver.c" /* tests/CMakeLists.txt builds each test_*.c alone */
 #include "vlm4rec/io.h"
 
 enum { N_ITEMS = 17 };
@@ -222,6 +224,57 @@ static void test_usage_and_model_errors(void **state)
     (void)state;
 }
 
+/* A repository laid out as openai/clip-vit-large-patch14 is (safetensors beside PyTorch, TF and
+ * Flax weights, tokenizer files), holding the tiny model: pull takes what embed-images needs. */
+static void test_pull_clip_repository(void **state)
+{
+    char *repo = tu_tmpdir(), *home = tu_tmpdir(), *dir = make_dataset(), *out = NULL;
+    static const char *const files[] = {"config.json", "model.safetensors", "preprocessor_config.json"};
+    for (int i = 0; i < 3; i++) {
+        char *src = v4r_sprintf("%s/fixtures/models/clip-vision-tiny-224/%s", tu_shared(), files[i]), *data;
+        size_t n;
+        assert_int_equal(v4r_read_file(src, &data, &n, NULL), 0);
+        char *dst = v4r_path_join(repo, files[i]);
+        FILE *fp = fopen(dst, "wb");
+        fwrite(data, 1, n, fp);
+        fclose(fp);
+        free(src), free(data), free(dst);
+    }
+    tu_write(repo, "pytorch_model.bin", "torch");
+    tu_write(repo, "tf_model.h5", "tf");
+    tu_write(repo, "flax_model.msgpack", "flax");
+    tu_write(repo, "tokenizer.json", "{}");
+    tu_write(repo, "merges.txt", "#version: 0.2");
+    hs_repo repos[] = {{"openai/clip-vit-large-patch14", repo, "0123456789abcdef0123456789abcdef01234567"}};
+    setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+    setenv("no_proxy", "127.0.0.1,localhost", 1);
+    unsetenv("HF_TOKEN");
+    hubserver *srv = hs_start(repos, 1);
+    assert_non_null(srv);
+    setenv("HF_ENDPOINT", hs_url(srv), 1);
+    setenv("VLM4REC_HOME", home, 1);
+    int rc = tu_run(&out, "pull openai/clip-vit-large-patch14");
+    hs_stop(srv);
+    if (rc)
+        fail_msg("pull: %s", out);
+    free(out);
+    char *find = v4r_sprintf("find '%s' -type f \\( -name '*.bin' -o -name '*.h5' -o -name '*.msgpack' \\) | grep -q .", home);
+    assert_int_not_equal(system(find), 0); /* none of the other weight formats */
+    free(find);
+    free(embed(dir, "local", "", 0));
+    rc = tu_run(&out, "embed-images --offline --model openai/clip-vit-large-patch14 --dataset '%s/ds' -o '%s/hub.npy'",
+                dir, dir);
+    if (rc)
+        fail_msg("embed-images by id: %s", out);
+    assert_same_file(dir, "hub.npy", "local.npy");
+    unsetenv("HF_ENDPOINT");
+    unsetenv("VLM4REC_HOME");
+    free(out);
+    tu_rmtree(repo), tu_rmtree(home), tu_rmtree(dir);
+    free(repo), free(home), free(dir);
+    (void)state;
+}
+
 int main(void)
 {
     unsetenv("VLM4REC_TEST_KILL_AFTER_CHUNKS");
@@ -231,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_stale_checkpoint),
         cmocka_unit_test(test_batch_chunk_threads_same_bytes),
         cmocka_unit_test(test_usage_and_model_errors),
+        cmocka_unit_test(test_pull_clip_repository),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
