@@ -2,13 +2,13 @@
 # make bench, part 3: images per second of the CLIP vision encoder at the ViT-B/32 shape (random
 # weights) against the same forward pass in PyTorch on the same preprocessed inputs, at 1 and 2
 # threads; decoding and preprocessing timed apart from the model; `vlm4rec embed-images` end to end.
-# Usage: bench/vision.sh PATH/TO/vlm4rec OUT_DIR   (BENCH_VISION_IMAGES=N images, default 96)
+# Usage: bench/vision.sh PATH/TO/vlm4rec OUT_DIR   (BENCH_VISION_IMAGES=N images, default 64)
 set -euo pipefail
 bin=$(readlink -f "$1"); out=$2
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(dirname "$bin")
 images=$(readlink -f "$here/../../shared/fixtures/images")
-n=${BENCH_VISION_IMAGES:-96}; batch=16
+n=${BENCH_VISION_IMAGES:-64}; batch=16
 py=/usr/bin/python3
 export VLM4REC_LOG=warn
 mkdir -p "$out"
@@ -82,8 +82,8 @@ done
   echo "12 heads, MLP 3072, projection 512, quick_gelu; $(( 1 + (224 / 32) ** 2 )) tokens), written by bench/vision_torch.py make."
   echo "Images: the 12 decodable fixture images (97x61 to 1000x150, JPEG and PNG) in turn. Decode +"
   echo "preprocess: bench/vision_bench.c, reading, decoding, resizing, cropping and normalizing every image,"
-  echo "images in parallel. Model: the forward pass alone over the preprocessed images in batches of $batch"
-  echo "after one warm-up batch, vlm4rec (bench/vision_bench.c, v4r_vision_forward) and PyTorch"
+  echo "images in parallel. Model: the forward pass alone over the preprocessed images in batches of $batch,"
+  echo "the better of two passes after one warm-up batch, vlm4rec (bench/vision_bench.c, v4r_vision_forward) and PyTorch"
   echo "(bench/vision_torch.py: transformers' CLIPVisionModelWithProjection forward, eager attention,"
   echo "torch.set_num_threads) on the same pixel values. End to end: the whole \`vlm4rec embed-images\` command"
   echo "(model load, decode, preprocess, forward, checkpoint, outputs). GFLOP/s counts the linear layers, the"

@@ -1,6 +1,6 @@
 /* The vlm4rec side of bench/vision.sh: decodes and preprocesses a list of image files (timed), writes
  * the pixel values for PyTorch, then runs the CLIP vision model over them (timed apart) and writes
- * the image_embeds. Prints one JSON object.
+ * the image_embeds. Model time: the better of two passes after a warm-up batch. Prints one JSON object.
  * Usage: vision_bench MODEL_DIR LIST OUT_DIR BATCH   (LIST: one image path a line) */
 #include <omp.h>
 #include <stdio.h>
@@ -69,9 +69,13 @@ int main(int argc, char **argv)
     double prep_s = v4r_now() - t0;
     char *px_path = v4r_sprintf("%s/pixels.npy", argv[3]), *emb_path = v4r_sprintf("%s/embeds-vlm4rec.npy", argv[3]);
     v4r_vision_forward(v, pixels, batch < n ? batch : n, batch, emb, NULL); /* warm-up: one batch */
-    t0 = v4r_now();
-    v4r_vision_forward(v, pixels, n, batch, emb, NULL);
-    double model_s = v4r_now() - t0;
+    double model_s = 0;
+    for (int pass = 0; pass < 2; pass++) { /* the better of two passes */
+        t0 = v4r_now();
+        v4r_vision_forward(v, pixels, n, batch, emb, NULL);
+        double s = v4r_now() - t0;
+        model_s = pass == 0 || s < model_s ? s : model_s;
+    }
     if (v4r_npy_write(px_path, pixels, n, pc, &err) || v4r_npy_write(emb_path, emb, n, dim, &err)) {
         fprintf(stderr, "vision_bench: %s\n", err.msg);
         return 1;

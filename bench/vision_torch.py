@@ -9,10 +9,11 @@ CLIPVisionModelWithProjection directory: config.json, preprocessor_config.json, 
 CLIPVisionModelWithProjection forward (eager attention) written in PyTorch on preprocessed pixel
 values (N x 3*S*S, channels first), with torch.set_num_threads(T), batch B: patch convolution, class
 token and positions, pre-LayerNorm, pre-norm layers, post-LayerNorm of the class token, projection.
-One warm-up batch, then the timed pass. Prints one JSON object; writes image_embeds to --out.
+One warm-up batch, then the better of two timed passes. Prints one JSON object; writes image_embeds to --out.
 """
 import argparse
 import json
+import math
 import struct
 import sys
 import time
@@ -132,10 +133,12 @@ def run(a):
     n, out = px.shape[0], []
     with torch.inference_mode():
         forward(cfg, w, px[:a.batch])  # warm-up
-        t0 = time.perf_counter()
-        for b in range(0, n, a.batch):
-            out.append(forward(cfg, w, px[b:b + a.batch]))
-        secs = time.perf_counter() - t0
+        secs = math.inf
+        for _ in range(2):  # the better of two passes
+            out, t0 = [], time.perf_counter()
+            for b in range(0, n, a.batch):
+                out.append(forward(cfg, w, px[b:b + a.batch]))
+            secs = min(secs, time.perf_counter() - t0)
     np.save(a.out, torch.cat(out).numpy())
     print(json.dumps({"images": n, "threads": torch.get_num_threads(), "model_s": secs, "model_per_s": n / secs,
                       "torch": torch.__version__}))
