@@ -85,3 +85,4 @@ done
 cat "$report"
 "$here/encode.sh" "$bin" "$ds" "$out"
 "$here/ground.sh" "$bin" "$out"
+"$here/vision.sh" "$bin" "$out"

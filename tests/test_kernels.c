@@ -146,6 +146,18 @@ static void test_layernorm(void **state)
 
 static double gelu_ref(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
 static double gelu_tanh(double x) { return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
+static double quick_gelu(double x) { return x / (1 + exp(-1.702 * x)); }
+
+static double act_ref(int act, double x)
+{
+    switch (act) {
+    case V4R_ACT_GELU: return gelu_ref(x);
+    case V4R_ACT_GELU_TANH: return gelu_tanh(x);
+    case V4R_ACT_RELU: return fmax(x, 0);
+    case V4R_ACT_QUICK_GELU: return quick_gelu(x);
+    default: return x;
+    }
+}
 
 static void test_activations(void **state)
 {
@@ -172,7 +184,21 @@ static void test_activations(void **state)
         v4r_activate(y, n, V4R_ACT_RELU, k);
         for (size_t i = 0; i < n; i++)
             assert_true(y[i] == (x[i] > 0 ? x[i] : 0.0f));
+        memcpy(y, x, n * sizeof *y);
+        v4r_activate(y, n, V4R_ACT_QUICK_GELU, k);
+        for (size_t i = 0; i < n; i++)
+            assert_float_equal(y[i], quick_gelu(x[i]), 3e-7 * (1 + fabs(x[i])));
     }
+    /* far out: -0 (or a tiny negative) below, x itself above, never NaN */
+    float far[4] = {-200.0f, -60.0f, 60.0f, 200.0f};
+    for (int k = 0; k < n_kernels(); k++) {
+        float t[4];
+        memcpy(t, far, sizeof t);
+        v4r_activate(t, 4, V4R_ACT_QUICK_GELU, k);
+        assert_true(t[0] <= 0 && t[0] > -1e-30f && t[1] <= 0 && t[1] > -1e-30f);
+        assert_true(t[2] == 60.0f && t[3] == 200.0f);
+    }
+    assert_float_equal(v4r_quick_gelu_ref(1.0f), 0.8457957659, 1e-7);
     assert_float_equal(v4r_gelu_ref(1.0f), 0.8413447460685429, 1e-7);
     assert_float_equal(v4r_gelu_tanh_ref(1.0f), 0.8411919906082768, 1e-7);
     free(x);
@@ -307,7 +333,7 @@ static void linear_case(int k, size_t rows, size_t out, size_t in, int act, int 
             for (size_t i = 0; i < in; i++)
                 acc += (double)x[r * in + i] * w[o * in + i];
             acc += b[o] + (with_res ? res[r * out + o] : 0);
-            double want = act == V4R_ACT_GELU ? gelu_ref(acc) : act == V4R_ACT_RELU ? fmax(acc, 0) : acc;
+            double want = act_ref(act, acc);
             assert_float_equal(y[r * out + o], want, 1e-5 * (1 + fabs(want)));
         }
     }
@@ -329,6 +355,8 @@ static void test_linear(void **state)
         linear_case(k, 15, 45, 7, V4R_ACT_GELU, 1);
         linear_case(k, 29, 96, 300, V4R_ACT_RELU, 0);
         linear_case(k, 33, 64, 600, V4R_ACT_NONE, 1); /* deeper than one depth block */
+        linear_case(k, 20, 50, 40, V4R_ACT_QUICK_GELU, 1);
+        linear_case(k, 9, 70, 33, V4R_ACT_GELU_TANH, 0);
     }
 }
 

@@ -36,13 +36,15 @@ enum {
     V4R_ACT_GELU = 1,      /* x/2 (1 + erf(x/sqrt 2)): transformers' "gelu" */
     V4R_ACT_GELU_TANH = 2, /* the tanh approximation: "gelu_new", "gelu_pytorch_tanh" */
     V4R_ACT_RELU = 3,
+    V4R_ACT_QUICK_GELU = 4, /* x sigmoid(1.702 x): CLIP's "quick_gelu" */
 };
 
 /* Applies act to x[0..n) in place. */
 void v4r_activate(float *x, size_t n, int act, int kernel);
-/* The scalar references (libm erff / tanhf). */
+/* The scalar references (libm erff / tanhf / expf). */
 float v4r_gelu_ref(float x);
 float v4r_gelu_tanh_ref(float x);
+float v4r_quick_gelu_ref(float x); /* x / (1 + e^(-1.702 x)), libm's expf */
 
 /* ---- row operations ---- */
 

@@ -43,6 +43,8 @@ V4R_AVX512_INLINE __m512 finish(__m512 v, const float *bias, const float *res, i
         v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res));
     if (act == V4R_ACT_GELU)
         v = v4r_gelu16(v);
+    else if (act == V4R_ACT_QUICK_GELU)
+        v = v4r_quick_gelu16(v);
     else if (act == V4R_ACT_RELU)
         v = _mm512_max_ps(v, _mm512_setzero_ps());
     return v;
@@ -139,7 +141,8 @@ V4R_AVX512 static void row_block(const gemm_job *job, size_t r0, size_t mc, floa
 
 void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y)
 {
-    gemm_job job = {l, x, res, y, act};
+    /* the tanh GELU has no vector form here: applied after the product */
+    gemm_job job = {l, x, res, y, act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act};
     size_t units = (rows + MR - 1) / MR;
     int nt = omp_get_max_threads();
     if ((size_t)nt > units)
@@ -155,4 +158,6 @@ void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const f
         }
         free(ap);
     }
+    if (act == V4R_ACT_GELU_TANH)
+        v4r_activate_generic(y, rows * l->out, act);
 }

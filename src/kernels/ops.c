@@ -118,6 +118,22 @@ float v4r_gelu_tanh_ref(float x)
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+float v4r_quick_gelu_ref(float x) { return x * (1.0f / (1.0f + expf(-1.702f * x))); }
+
+#ifdef V4R_HAVE_AVX2
+static __m256 quick_gelu8(__m256 x) { return v4r_quick_gelu8(x); }
+#endif
+
+static void quick_gelu(float *x, size_t n)
+{
+#ifdef V4R_HAVE_AVX2
+    map8(x, n, quick_gelu8);
+#else
+    for (size_t i = 0; i < n; i++)
+        x[i] = v4r_quick_gelu_ref(x[i]);
+#endif
+}
+
 static void gelu(float *x, size_t n)
 {
 #ifdef V4R_HAVE_AVX2
@@ -138,6 +154,8 @@ void v4r_activate_generic(float *x, size_t n, int act)
     else if (act == V4R_ACT_RELU)
         for (size_t i = 0; i < n; i++)
             x[i] = x[i] > 0 ? x[i] : 0.0f;
+    else if (act == V4R_ACT_QUICK_GELU)
+        quick_gelu(x, n);
 }
 
 void v4r_activate(float *x, size_t n, int act, int kernel)

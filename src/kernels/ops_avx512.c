@@ -24,7 +24,9 @@ V4R_AVX512 void v4r_avx512_activate(float *x, size_t n, int act)
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
         __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        v = act == V4R_ACT_GELU ? v4r_gelu16(v) : _mm512_max_ps(v, _mm512_setzero_ps());
+        v = act == V4R_ACT_GELU         ? v4r_gelu16(v)
+            : act == V4R_ACT_QUICK_GELU ? v4r_quick_gelu16(v)
+                                        : _mm512_max_ps(v, _mm512_setzero_ps());
         _mm512_mask_storeu_ps(x + i, m, v);
     }
 }

@@ -1,4 +1,4 @@
-/* AVX2 exp (for arguments <= 88.3) and erf/GELU on 8 floats: vmath_avx512.h's algorithms, for the
+/* AVX2 exp (for arguments <= 88.3), erf/GELU and quick GELU on 8 floats: vmath_avx512.h's algorithms, for the
  * BLAS path on x86-64-v3. */
 #ifndef V4R_VMATH_AVX2_H
 #define V4R_VMATH_AVX2_H
@@ -64,6 +64,13 @@ static inline __m256 v4r_gelu8(__m256 x)
 {
     __m256 e = v4r_erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
     return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+/* x sigmoid(1.702 x) = x / (1 + e^(-1.702 x)); e^z saturates at e^88.3 for very negative x. */
+static inline __m256 v4r_quick_gelu8(__m256 x)
+{
+    __m256 e = v4r_exp8(_mm256_mul_ps(x, _mm256_set1_ps(-1.702f)));
+    return _mm256_mul_ps(x, _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
 }
 
 /* Lanes [0, left) as a maskload/maskstore mask. */

@@ -1,0 +1,517 @@
+/* `vlm4rec embed-images`: CLIP image vectors of a dataset's items into a .npy in item order, with a
+ * coverage list and a failures list; chunks checkpointed in OUT.partial/ so that a killed run
+ * resumes at the first unfinished chunk. */
+#include <dirent.h>
+#include <jansson.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vlm4rec/cli.h"
+#include "vlm4rec/data.h"
+#include "vlm4rec/io.h"
+#include "vlm4rec/vision.h"
+
+static const char *embed_help =
+    "usage: vlm4rec embed-images --model DIR|ORG/NAME --dataset DIR -o OUT.npy [options]\n"
+    "\n"
+    "Embeds every item's image with a CLIP vision model (image_embeds, as transformers'\n"
+    "CLIPVisionModelWithProjection / CLIPModel.get_image_features after the model's own\n"
+    "preprocessing). Row i of OUT is item i; an item whose image is missing, unreadable or not an\n"
+    "image gets a zero row and a line in OUT.failures.tsv.\n"
+    "  --model M          a model directory, or a Hugging Face id resolved through the model cache\n"
+    "                     (see 'vlm4rec pull'; e.g. openai/clip-vit-large-patch14)\n"
+    "  --dataset DIR      the dataset; items.tsv's image field is a path relative to DIR (or absolute)\n"
+    "  -o, --output FILE  the vectors (.npy, float32, items x projection_dim)\n"
+    "  --covered-out FILE the ids of the items that got a vector (default: OUT with .covered.txt in\n"
+    "                     place of .npy); use it with 'eval --covered'\n"
+    "  --batch-size N     images per forward batch (default 16)\n"
+    "  --chunk-size N     images per checkpoint in OUT.partial/ (default 1024); a run that stops\n"
+    "                     resumes at the first unfinished chunk when run again the same way\n"
+    "  --threads N        worker threads (default: all cores)\n"
+    "  --offline          never touch the network to resolve --model\n"
+    "  -q, --quiet        no progress or log lines\n"
+    "Batch size, chunk size and threads change the speed, never the numbers.\n";
+
+typedef struct {
+    const char *model, *dataset, *output, *covered_out;
+    int offline;
+    size_t batch, chunk;
+} embed_args;
+
+/* One run: the dataset, the model, where each item's image is, the checkpoint folder. */
+typedef struct {
+    const embed_args *a;
+    v4r_dataset ds;
+    v4r_vision *v;
+    char *model_dir, *partial;
+    size_t n, dim, n_chunks;
+    char **path;    /* per item: the file to read, or NULL */
+    char **pre_why; /* per item without a file: why */
+} embed_job;
+
+/* ---- small helpers ---- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* OUT with its .npy replaced by suffix (or suffix appended). */
+static char *beside(const char *out, const char *suffix)
+{
+    size_t n = strlen(out);
+    if (n > 4 && !strcmp(out + n - 4, ".npy"))
+        return v4r_sprintf("%.*s%s", (int)(n - 4), out, suffix);
+    return v4r_sprintf("%s%s", out, suffix);
+}
+
+static char *chunk_file(const embed_job *j, size_t c, const char *ext)
+{
+    return v4r_sprintf("%s/chunk-%06zu.%s", j->partial, c, ext);
+}
+
+static size_t chunk_rows(const embed_job *j, size_t c)
+{
+    size_t r0 = c * j->a->chunk;
+    return j->n - r0 < j->a->chunk ? j->n - r0 : j->a->chunk;
+}
+
+/* ---- where the images are ---- */
+
+static int is_url(const char *s) { return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8); }
+
+/* Each item's image file (relative paths against the dataset directory), or why it has none. */
+static void locate_images(embed_job *j)
+{
+    j->path = v4r_calloc(j->n ? j->n : 1, sizeof *j->path);
+    j->pre_why = v4r_calloc(j->n ? j->n : 1, sizeof *j->pre_why);
+    for (size_t i = 0; i < j->n; i++) {
+        const char *img = j->ds.item_image[i];
+        if (!img[0])
+            j->pre_why[i] = v4r_strdup("no image");
+        else if (is_url(img))
+            j->pre_why[i] = v4r_sprintf("%s: image URLs are not supported yet; download the images and give "
+                                        "their paths",
+                                        img);
+        else
+            j->path[i] = img[0] == '/' ? v4r_strdup(img) : v4r_path_join(j->a->dataset, img);
+    }
+}
+
+/* ---- the checkpoint ---- */
+
+/* FNV-1a of config.json, preprocessor_config.json and the weights' size and time. */
+static uint64_t model_hash(const char *dir)
+{
+    static const char *const files[] = {"config.json", "preprocessor_config.json", "model.safetensors",
+                                        "model.safetensors.index.json"};
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < 4; i++) {
+        char *path = v4r_path_join(dir, files[i]), *data = NULL;
+        size_t len;
+        struct stat sb;
+        if (i < 2 && v4r_read_file(path, &data, &len, NULL) == 0)
+            h = fnv(h, data, len);
+        else if (i >= 2 && stat(path, &sb) == 0) {
+            long long meta[2] = {(long long)sb.st_size, (long long)sb.st_mtime};
+            h = fnv(h, meta, sizeof meta);
+        }
+        free(data);
+        free(path);
+    }
+    return h;
+}
+
+/* What a checkpoint must match to be resumed. */
+static json_t *manifest_of(const embed_job *j)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < j->n; i++) {
+        const char *where = j->path[i] ? j->path[i] : j->pre_why[i];
+        h = fnv(fnv(h, j->ds.item_id[i], strlen(j->ds.item_id[i]) + 1), where, strlen(where) + 1);
+    }
+    char dh[17], mh[17];
+    snprintf(dh, sizeof dh, "%016llx", (unsigned long long)h);
+    snprintf(mh, sizeof mh, "%016llx", (unsigned long long)model_hash(j->model_dir));
+    return json_pack("{s:s, s:I, s:I, s:I, s:s, s:s}", "format", "vlm4rec.embed-images.partial/1", "items",
+                     (json_int_t)j->n, "dim", (json_int_t)j->dim, "chunk_size", (json_int_t)j->a->chunk, "dataset",
+                     dh, "model", mh);
+}
+
+/* Removes the files of the checkpoint folder (it holds only this command's files), then the
+ * folder when gone is set. */
+static void clear_partial(const char *dir, int gone)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *p = v4r_path_join(dir, e->d_name);
+        unlink(p);
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    if (gone)
+        rmdir(dir);
+}
+
+static int write_manifest(const char *path, json_t *m, v4r_err *err)
+{
+    v4r_outfile out;
+    int rc = v4r_out_open(&out, path, err);
+    if (rc)
+        return rc;
+    json_dumpf(m, out.fp, JSON_INDENT(1) | JSON_SORT_KEYS);
+    fputc('\n', out.fp);
+    return v4r_out_commit(&out, err);
+}
+
+/* Opens OUT.partial/: kept when its manifest matches this run, else emptied and started anew. */
+static int open_partial(embed_job *j, v4r_err *err)
+{
+    j->partial = v4r_sprintf("%s.partial", j->a->output);
+    char *mpath = v4r_path_join(j->partial, "manifest.json");
+    json_t *want = manifest_of(j), *have = json_load_file(mpath, 0, NULL);
+    int rc = V4R_OK;
+    struct stat sb;
+    if (!have || !json_equal(have, want)) {
+        if (stat(j->partial, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            v4r_warn("%s holds a run of another model, dataset or chunk size: starting over", j->partial);
+            clear_partial(j->partial, 0);
+        }
+        rc = v4r_mkdir_p(j->partial, err);
+        if (!rc)
+            rc = write_manifest(mpath, want, err);
+    }
+    json_decref(want);
+    json_decref(have);
+    free(mpath);
+    return rc;
+}
+
+/* A chunk is done when its failures list and its vectors (of the right shape) are there. */
+static int chunk_done(const embed_job *j, size_t c)
+{
+    char *tsv = chunk_file(j, c, "tsv"), *npy = chunk_file(j, c, "npy");
+    size_t rows, cols;
+    int done = v4r_file_exists(tsv) && v4r_npy_shape(npy, &rows, &cols, NULL) == 0 && rows == chunk_rows(j, c) &&
+               cols == j->dim;
+    free(tsv);
+    free(npy);
+    return done;
+}
+
+/* ---- one chunk ---- */
+
+/* chunk-N.tsv: "index<TAB>reason" of each failed item. */
+static int write_chunk_failures(const embed_job *j, size_t c, const uint8_t *ok, char **why, v4r_err *err)
+{
+    char *path = chunk_file(j, c, "tsv");
+    v4r_outfile out;
+    int rc = v4r_out_open(&out, path, err);
+    for (size_t i = 0; !rc && i < chunk_rows(j, c); i++)
+        if (!ok[i]) {
+            fprintf(out.fp, "%zu\t", c * j->a->chunk + i);
+            v4r_tsv_write_field(out.fp, why[i]);
+            fputc('\n', out.fp);
+        }
+    if (!rc)
+        rc = v4r_out_commit(&out, err);
+    free(path);
+    return rc;
+}
+
+/* The test suite's stand-in for a crash: VLM4REC_TEST_KILL_AFTER_CHUNKS=K kills the process with
+ * SIGKILL once K chunks are written. */
+static void maybe_die(size_t written)
+{
+    const char *k = getenv("VLM4REC_TEST_KILL_AFTER_CHUNKS");
+    if (k && *k && (size_t)strtoul(k, NULL, 10) == written)
+        raise(SIGKILL);
+}
+
+static int run_chunk(embed_job *j, size_t c, v4r_progress *prog, v4r_err *err)
+{
+    size_t r0 = c * j->a->chunk, m = chunk_rows(j, c);
+    float *emb = v4r_malloc((m ? m : 1) * j->dim * sizeof *emb);
+    uint8_t *ok = v4r_malloc(m ? m : 1);
+    char **why = v4r_calloc(m ? m : 1, sizeof *why);
+    v4r_vision_embed_files(j->v, (const char *const *)j->path + r0, m, j->a->batch, emb, ok, why, prog);
+    for (size_t i = 0; i < m; i++)
+        if (j->pre_why[r0 + i]) { /* no file to read: say why */
+            free(why[i]);
+            why[i] = v4r_strdup(j->pre_why[r0 + i]);
+        }
+    int rc = write_chunk_failures(j, c, ok, why, err);
+    char *npy = chunk_file(j, c, "npy");
+    if (!rc)
+        rc = v4r_npy_write(npy, emb, m, j->dim, err);
+    for (size_t i = 0; i < m; i++)
+        free(why[i]);
+    free(why), free(ok), free(emb), free(npy);
+    return rc;
+}
+
+static int run_chunks(embed_job *j, v4r_err *err)
+{
+    size_t done = 0, written = 0;
+    v4r_progress prog;
+    for (size_t c = 0; c < j->n_chunks; c++)
+        done += chunk_done(j, c);
+    if (done)
+        v4r_warn("resuming from %s: %zu of %zu chunks already done", j->partial, done, j->n_chunks);
+    v4r_progress_start(&prog, "embedding images", j->n);
+    int rc = V4R_OK;
+    for (size_t c = 0; c < j->n_chunks && !rc; c++) {
+        if (chunk_done(j, c)) {
+            v4r_progress_add(&prog, chunk_rows(j, c));
+            continue;
+        }
+        rc = run_chunk(j, c, &prog, err);
+        if (!rc)
+            maybe_die(++written);
+    }
+    v4r_progress_end(&prog);
+    return rc;
+}
+
+/* ---- the outputs ---- */
+
+/* A float32 .npy header for rows x cols, as v4r_npy_write writes it. */
+static void npy_header(FILE *fp, size_t rows, size_t cols)
+{
+    char dict[128];
+    snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows, cols);
+    size_t dlen = strlen(dict), pad = (64 - (10 + dlen + 1) % 64) % 64, hlen = dlen + pad + 1;
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 255), (unsigned char)(hlen >> 8)};
+    fwrite(pre, 1, 10, fp);
+    fprintf(fp, "%s%*s\n", dict, (int)pad, "");
+}
+
+/* The chunks' vectors one after another into OUT, one chunk in memory at a time. */
+static int write_vectors(const embed_job *j, v4r_err *err)
+{
+    v4r_outfile out;
+    int rc = v4r_out_open(&out, j->a->output, err);
+    if (rc)
+        return rc;
+    npy_header(out.fp, j->n, j->dim);
+    for (size_t c = 0; c < j->n_chunks && !rc; c++) {
+        char *npy = chunk_file(j, c, "npy");
+        v4r_matrix m;
+        rc = v4r_npy_read(npy, &m, err);
+        if (!rc)
+            fwrite(m.data, sizeof(float), m.rows * m.cols, out.fp);
+        if (!rc)
+            v4r_matrix_free(&m);
+        free(npy);
+    }
+    if (rc) {
+        v4r_out_abort(&out);
+        return rc;
+    }
+    return v4r_out_commit(&out, err);
+}
+
+/* Reads the chunks' failure lists into why[] (item order). */
+static int read_failures(const embed_job *j, char **why, v4r_err *err)
+{
+    int rc = V4R_OK;
+    for (size_t c = 0; c < j->n_chunks && !rc; c++) {
+        char *path = chunk_file(j, c, "tsv");
+        v4r_lines r;
+        rc = v4r_lines_open(&r, path, err);
+        int got;
+        while (!rc && (got = v4r_lines_next(&r, err)) != 0) {
+            if (got < 0) {
+                rc = err->code;
+                break;
+            }
+            char *f[2];
+            int64_t idx;
+            if (v4r_tsv_split(r.line, f, 2) != 2 || v4r_parse_i64(f[0], &idx) || idx < 0 || (size_t)idx >= j->n) {
+                rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: malformed (remove %s and run again)", path, r.lineno,
+                              j->partial);
+                break;
+            }
+            v4r_tsv_unescape(f[1]);
+            free(why[idx]);
+            why[idx] = v4r_strdup(f[1]);
+        }
+        if (r.fp)
+            v4r_lines_close(&r);
+        free(path);
+    }
+    return rc;
+}
+
+/* OUT.failures.tsv (item, reason) and the coverage list: item ids in dataset order. */
+static int write_lists(const embed_job *j, char **why, const char *fail_path, const char *cov_path, v4r_err *err)
+{
+    v4r_outfile fo, co;
+    int rc = v4r_out_open(&fo, fail_path, err);
+    if (rc)
+        return rc;
+    if ((rc = v4r_out_open(&co, cov_path, err)) != 0) {
+        v4r_out_abort(&fo);
+        return rc;
+    }
+    fputs("item\treason\n", fo.fp);
+    for (size_t i = 0; i < j->n; i++) {
+        FILE *fp = why[i] ? fo.fp : co.fp;
+        v4r_tsv_write_field(fp, j->ds.item_id[i]);
+        if (why[i]) {
+            fputc('\t', fp);
+            v4r_tsv_write_field(fp, why[i]);
+        }
+        fputc('\n', fp);
+    }
+    rc = v4r_out_commit(&fo, err);
+    if (rc)
+        v4r_out_abort(&co);
+    return rc ? rc : v4r_out_commit(&co, err);
+}
+
+/* Says how many items failed and the first few reasons. */
+static void report(const embed_job *j, char **why, const char *fail_path, double seconds)
+{
+    size_t failed = 0, shown = 0;
+    for (size_t i = 0; i < j->n; i++)
+        failed += why[i] != NULL;
+    v4r_info("embedded %zu of %zu images in %.1fs into %s", j->n - failed, j->n, seconds, j->a->output);
+    if (!failed)
+        return;
+    v4r_warn("%zu of %zu items got no vector (zero rows, left out of the coverage list); all in %s:", failed, j->n,
+             fail_path);
+    for (size_t i = 0; i < j->n && shown < 5; i++)
+        if (why[i]) {
+            v4r_warn("  %s: %s", j->ds.item_id[i], why[i]);
+            shown++;
+        }
+    if (failed > shown)
+        v4r_warn("  ... and %zu more", failed - shown);
+}
+
+static int finish(embed_job *j, double t0, v4r_err *err)
+{
+    char **why = v4r_calloc(j->n ? j->n : 1, sizeof *why);
+    char *fail_path = beside(j->a->output, ".failures.tsv");
+    char *cov_path = j->a->covered_out ? v4r_strdup(j->a->covered_out) : beside(j->a->output, ".covered.txt");
+    int rc = read_failures(j, why, err);
+    if (!rc)
+        rc = write_vectors(j, err);
+    if (!rc)
+        rc = write_lists(j, why, fail_path, cov_path, err);
+    if (!rc) {
+        clear_partial(j->partial, 1);
+        report(j, why, fail_path, v4r_now() - t0);
+    }
+    for (size_t i = 0; i < j->n; i++)
+        free(why[i]);
+    free(why), free(fail_path), free(cov_path);
+    return rc;
+}
+
+/* ---- the command ---- */
+
+static int parse_args(int argc, char **argv, embed_args *a)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},      {"dataset", required_argument, 0, 'd'},
+        {"output", required_argument, 0, 'o'},     {"covered-out", required_argument, 0, 'c'},
+        {"batch-size", required_argument, 0, 'b'}, {"chunk-size", required_argument, 0, 'k'},
+        {"threads", required_argument, 0, 'j'},    {"offline", no_argument, 0, 'O'},
+        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c, rc = 0;
+    size_t threads;
+    v4r_opt_reset();
+    while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': a->model = optarg; break;
+        case 'd': a->dataset = optarg; break;
+        case 'o': a->output = optarg; break;
+        case 'c': a->covered_out = optarg; break;
+        case 'b': rc = v4r_opt_size("embed-images", "batch-size", optarg, &a->batch); break;
+        case 'k': rc = v4r_opt_size("embed-images", "chunk-size", optarg, &a->chunk); break;
+        case 'j':
+            rc = v4r_opt_size("embed-images", "threads", optarg, &threads);
+            if (!rc && (threads == 0 || threads > 1024))
+                rc = v4r_cli_usage_error("embed-images", "--threads must be 1..1024");
+            if (!rc)
+                omp_set_num_threads((int)threads);
+            break;
+        case 'O': a->offline = 1; break;
+        case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
+        case 'h': fputs(embed_help, stdout); return -1;
+        default: return v4r_cli_usage_error("embed-images", "bad option");
+        }
+    }
+    if (!rc && optind != argc)
+        rc = v4r_cli_usage_error("embed-images", "unexpected argument '%s'", argv[optind]);
+    if (!rc && (!a->model || !a->dataset || !a->output))
+        rc = v4r_cli_usage_error("embed-images", "--model, --dataset and -o are required");
+    if (!rc && (a->batch == 0 || a->chunk == 0))
+        rc = v4r_cli_usage_error("embed-images", "--batch-size and --chunk-size must be at least 1");
+    return rc;
+}
+
+static void job_free(embed_job *j, int have_ds)
+{
+    for (size_t i = 0; j->path && i < j->n; i++) {
+        free(j->path[i]);
+        free(j->pre_why[i]);
+    }
+    free(j->path), free(j->pre_why), free(j->model_dir), free(j->partial);
+    v4r_vision_free(j->v);
+    if (have_ds)
+        v4r_dataset_free(&j->ds);
+}
+
+static int run_embed(const embed_args *a, v4r_err *err)
+{
+    embed_job j = {0};
+    j.a = a;
+    double t0 = v4r_now();
+    int rc = v4r_dataset_load(a->dataset, &j.ds, err), have_ds = !rc;
+    if (!rc)
+        rc = v4r_cli_resolve_model(a->model, a->offline, &j.model_dir, err);
+    if (!rc)
+        rc = v4r_vision_load(j.model_dir, &j.v, err);
+    if (!rc) {
+        j.n = j.ds.n_items;
+        j.dim = v4r_vision_dim(j.v);
+        j.n_chunks = (j.n + a->chunk - 1) / a->chunk;
+        locate_images(&j);
+        rc = open_partial(&j, err);
+    }
+    if (!rc)
+        rc = run_chunks(&j, err);
+    if (!rc)
+        rc = finish(&j, t0, err);
+    job_free(&j, have_ds);
+    return rc;
+}
+
+int v4r_cmd_embed_images(int argc, char **argv)
+{
+    embed_args a = {.batch = 16, .chunk = 1024};
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    v4r_err err = {0};
+    rc = run_embed(&a, &err);
+    return rc ? v4r_cli_report(&err) : 0;
+}
