@@ -559,6 +559,29 @@ static void test_max_side_downscales(void **state)
     env_free(e);
 }
 
+static void test_api_key(void **state)
+{
+    env *e = env_new();
+    v4r_standin_opts so;
+    v4r_standin_defaults(&so);
+    so.api_key = "s3cret";
+    start_server(e, &so);
+    char *out = NULL;
+    /* without the key every request is refused: an endpoint fault, retried, then given up */
+    assert_int_equal(ground(e, &out, "--limit 2 --retries 1"), 0);
+    assert_non_null(strstr(out, "0 described, 2 failed"));
+    free(out);
+    assert_int_equal(query(e->cache, "SELECT count(*) FROM descriptions WHERE permanent=0 AND "
+                                     "error LIKE 'gave up after 2 attempts: HTTP 401%API key%'"),
+                     2);
+    setenv("V4R_TEST_KEY", "s3cret", 1);
+    assert_int_equal(ground(e, &out, "--limit 2 --api-key-env V4R_TEST_KEY"), 0);
+    assert_non_null(strstr(out, "2 described, 0 failed"));
+    free(out);
+    unsetenv("V4R_TEST_KEY");
+    env_free(e);
+}
+
 /* ---- the plan ---- */
 
 static void test_plan_order_shard_limit(void **state)
@@ -677,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_retry_after_honoured),
         cmocka_unit_test(test_url_images_downloaded_once),
         cmocka_unit_test(test_max_side_downscales),
+        cmocka_unit_test(test_api_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

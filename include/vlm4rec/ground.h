@@ -220,6 +220,7 @@ typedef struct {
     double drip_s;           /* how long a drip answer takes in all (default 30) */
     uint64_t seed;
     const char *log_path;    /* one line per request: time, image sha256, request number, answer */
+    const char *api_key;     /* when set, chat requests need "Authorization: Bearer KEY" (else 401) */
 } v4r_standin_opts;
 void v4r_standin_defaults(v4r_standin_opts *o);
 

@@ -33,6 +33,7 @@ static const char *standin_help =
     "  --seed N            seed of the fault draws (default 0)\n"
     "  --log FILE          append one line per request: time, image sha256, request number\n"
     "                      for that image, answer\n"
+    "  --api-key KEY       require \"Authorization: Bearer KEY\" on chat requests (else 401)\n"
     "\n"
     "See docs/standin.md.\n";
 
@@ -90,7 +91,7 @@ static int parse_args(int argc, char **argv, standin_args *a)
         {"fault", required_argument, 0, 'f'},         {"fault-attempts", required_argument, 0, 'A'},
         {"retry-after", required_argument, 0, 'r'},   {"drip", required_argument, 0, 'd'},
         {"seed", required_argument, 0, 's'},          {"log", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},
+        {"api-key", required_argument, 0, 'k'},       {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     v4r_standin_defaults(&a->o);
     a->o.port = 8080;
@@ -110,6 +111,7 @@ static int parse_args(int argc, char **argv, standin_args *a)
         case 'd': rc = nonneg("drip", optarg, &a->o.drip_s); break;
         case 's': rc = v4r_opt_u64("standin", "seed", optarg, &a->o.seed); break;
         case 'L': a->o.log_path = optarg; break;
+        case 'k': a->o.api_key = optarg; break;
         case 'h': fputs(standin_help, stdout); return -1;
         default: return v4r_cli_usage_error("standin", "bad option");
         }

@@ -73,7 +73,7 @@ static uint64_t seen_bump(seen_map *m, const uint8_t key[32])
 
 struct v4r_standin {
     v4r_standin_opts o;
-    char *bind, *log_path;
+    char *bind, *log_path, *api_key;
     struct MHD_Daemon *d;
     int port;
     FILE *log;
@@ -204,6 +204,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 static const char *error_type(unsigned status)
 {
     switch (status) {
+    case 401: return "authentication_error";
     case 404: return "not_found_error";
     case 429: return "rate_limit_error";
     case 500: return "server_error";
@@ -630,6 +631,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             *data_size = 0;
             return MHD_YES;
         }
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        if (s->api_key && (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, s->api_key))) {
+            finish(s, NULL, 0, "401");
+            return send_error(c, 401, "missing or wrong API key", NULL);
+        }
         return chat(c, s, up);
     }
     if (*data_size) { /* a body on another route: read and ignore it */
@@ -724,9 +730,14 @@ int v4r_standin_start(const v4r_standin_opts *o, v4r_standin **out, v4r_err *err
             rc = v4r_fail(err, V4R_EIO, "stand-in server: cannot open log %s: %s", o->log_path, strerror(errno));
             free(s->bind);
             free(s->log_path);
+            free(s->api_key);
             free(s);
             return rc;
         }
+    }
+    if (o->api_key) {
+        s->api_key = v4r_strdup(o->api_key);
+        s->o.api_key = s->api_key;
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
@@ -771,5 +782,6 @@ void v4r_standin_stop(v4r_standin *s)
     free(s->seen.slots);
     free(s->bind);
     free(s->log_path);
+    free(s->api_key);
     free(s);
 }
