@@ -103,7 +103,10 @@ int v4r_read_file(const char *path, char **data, size_t *len, v4r_err *err)
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return v4r_fail(err, V4R_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
     size_t cap = 1 << 16, n = 0;
+    if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0)
+        cap = (size_t)st.st_size + 2; /* room for the NUL, and one byte to see the end */
     char *buf = v4r_malloc(cap);
     for (;;) {
         if (n + 1 >= cap)

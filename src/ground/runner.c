@@ -2,6 +2,7 @@
  * endpoint's request slots full, sends each item to the least-busy healthy endpoint, retries
  * transient faults with backoff, rests endpoints that keep failing, and records every end in the
  * semantic cache as it happens. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,9 +63,25 @@ static size_t on_header(char *data, size_t size, size_t n, void *ctx)
     return len;
 }
 
+/* Easy handles are reused (curl_easy_reset keeps their buffers and caches): creating one per
+ * request costs more than the request itself on a busy client. */
+static CURL *handle_get(v4r_run *r)
+{
+    if (r->n_pool)
+        return r->pool[--r->n_pool];
+    return curl_easy_init();
+}
+
+static void handle_put(v4r_run *r, CURL *e)
+{
+    curl_easy_reset(e);
+    v4r_grow((void **)&r->pool, &r->pool_cap, r->n_pool + 1, sizeof(CURL *));
+    r->pool[r->n_pool++] = e;
+}
+
 CURL *v4r_run_transfer(v4r_run *r, v4r_job *j, int ep)
 {
-    CURL *e = curl_easy_init();
+    CURL *e = handle_get(r);
     if (!e)
         return NULL;
     free(j->resp.data);
@@ -292,7 +309,7 @@ static int collect(v4r_run *r, double now, v4r_err *err)
         }
         if (!rc)
             rc = on_answer(r, j, cc, now, err);
-        curl_easy_cleanup(j->easy);
+        handle_put(r, j->easy);
         j->easy = NULL;
     }
     if (began) {
@@ -428,6 +445,9 @@ static int setup(v4r_run *r, const v4r_ground_opts *o, v4r_err *err)
 static void teardown(v4r_run *r)
 {
     abandon_jobs(r);
+    for (size_t k = 0; k < r->n_pool; k++)
+        curl_easy_cleanup(r->pool[k]);
+    free(r->pool);
     if (r->multi)
         curl_multi_cleanup(r->multi);
     curl_slist_free_all(r->headers);
@@ -459,6 +479,9 @@ int v4r_ground_run(const v4r_ground_opts *o, v4r_ground_summary *s, v4r_err *err
     memset(&r, 0, sizeof r);
     r.o = o;
     r.sum = s;
+    /* a long run frees and allocates around the top of the heap all the time: do not hand memory
+     * back to the system each time (glibc's brk trimming flushes every CPU's TLB) */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     double cpu0 = cpu_seconds();
     r.start = v4r_now();
     r.last_renew = r.start;

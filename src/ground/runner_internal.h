@@ -102,6 +102,8 @@ typedef struct {
     char prompt_hash[65];
     char *image_cache_dir;
     CURLM *multi;
+    CURL **pool;             /* easy handles for reuse */
+    size_t n_pool, pool_cap;
     struct curl_slist *headers;
     v4r_ep_state *ep;
     size_t n_ep;
