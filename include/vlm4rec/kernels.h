@@ -39,6 +39,9 @@ enum {
     V4R_ACT_QUICK_GELU = 4, /* x sigmoid(1.702 x): CLIP's "quick_gelu" */
 };
 
+/* The activation transformers calls name (a config's "hidden_act": gelu, gelu_python, gelu_new,
+ * gelu_pytorch_tanh, gelu_fast, relu, quick_gelu), or -1. */
+int v4r_act_by_name(const char *name);
 /* Applies act to x[0..n) in place. */
 void v4r_activate(float *x, size_t n, int act, int kernel);
 /* The scalar references (libm erff / tanhf / expf). */

@@ -4,18 +4,16 @@
 
 #include <jansson.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- config.json ---- */
 
+/* root[key], a positive integer (required). */
 static int get_size(const char *path, json_t *root, const char *key, size_t *out, v4r_err *err)
 {
-    json_t *v = json_object_get(root, key);
-    if (!json_is_integer(v) || json_integer_value(v) <= 0)
-        return v4r_fail(err, V4R_EINPUT, "%s: \"%s\" must be a positive integer", path, key);
-    *out = (size_t)json_integer_value(v);
-    return V4R_OK;
+    return v4r_json_get_size(path, root, key, 0, SIZE_MAX, out, err);
 }
 
 static int parse_act(const char *path, json_t *root, int *act, v4r_err *err)
@@ -24,14 +22,10 @@ static int parse_act(const char *path, json_t *root, int *act, v4r_err *err)
     const char *a = v ? json_string_value(v) : "gelu";
     if (!a)
         return v4r_fail(err, V4R_EINPUT, "%s: \"hidden_act\" must be a string", path);
-    if (!strcmp(a, "gelu") || !strcmp(a, "gelu_python"))
-        *act = V4R_ACT_GELU;
-    else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast"))
-        *act = V4R_ACT_GELU_TANH;
-    else if (!strcmp(a, "relu"))
-        *act = V4R_ACT_RELU;
-    else
+    int found = v4r_act_by_name(a);
+    if (found < 0 || found == V4R_ACT_QUICK_GELU)
         return v4r_fail(err, V4R_EINPUT, "%s: hidden_act \"%s\" is not supported (gelu, gelu_new, relu)", path, a);
+    *act = found;
     return V4R_OK;
 }
 
@@ -62,17 +56,16 @@ static int parse_config(const char *path, json_t *root, v4r_bert_config *c, v4r_
         rc = get_size(path, root, "vocab_size", &c->vocab, err);
     if (!rc)
         rc = get_size(path, root, "max_position_embeddings", &c->max_pos, err);
-    c->type_vocab = 2;
-    if (!rc && json_object_get(root, "type_vocab_size"))
-        rc = get_size(path, root, "type_vocab_size", &c->type_vocab, err);
+    if (!rc)
+        rc = v4r_json_get_size(path, root, "type_vocab_size", 2, SIZE_MAX, &c->type_vocab, err);
     if (!rc)
         rc = parse_act(path, root, &c->act, err);
+    double eps;
+    if (!rc)
+        rc = v4r_json_get_number(path, root, "layer_norm_eps", 1e-12, &eps, err);
     if (rc)
         return rc;
-    json_t *eps = json_object_get(root, "layer_norm_eps");
-    if (eps && !json_is_number(eps))
-        return v4r_fail(err, V4R_EINPUT, "%s: \"layer_norm_eps\" must be a number", path);
-    c->eps = eps ? (float)json_number_value(eps) : 1e-12f;
+    c->eps = (float)eps;
     if (c->hidden % c->heads)
         return v4r_fail(err, V4R_EINPUT, "%s: hidden_size %zu is not a multiple of num_attention_heads %zu", path,
                         c->hidden, c->heads);
@@ -81,16 +74,11 @@ static int parse_config(const char *path, json_t *root, v4r_bert_config *c, v4r_
 
 int v4r_bert_config_read(const char *path, v4r_bert_config *c, v4r_err *err)
 {
-    json_error_t je;
+    json_t *root;
     memset(c, 0, sizeof *c);
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        if (!v4r_file_exists(path))
-            return v4r_fail(err, V4R_EIO, "%s: cannot open: no such file", path);
-        return v4r_fail(err, V4R_EINPUT, "%s:%d: not JSON: %s", path, je.line, je.text);
-    }
-    int rc = json_is_object(root) ? parse_config(path, root, c, err)
-                                  : v4r_fail(err, V4R_EINPUT, "%s: not a JSON object", path);
+    int rc = v4r_json_read_object(path, &root, err);
+    if (!rc)
+        rc = parse_config(path, root, c, err);
     json_decref(root);
     return rc;
 }
