@@ -118,5 +118,8 @@ int v4r_st_get(const v4r_safetensors *st, const char *name, int ndim, const size
 void v4r_st_to_f32(const v4r_st_tensor *t, size_t first, size_t n, float *out);
 /* v4r_st_get, then the whole tensor as float32 in a fresh buffer (caller frees). */
 int v4r_st_load(const v4r_safetensors *st, const char *name, int ndim, const size_t *shape, float **out, v4r_err *err);
+/* v4r_st_load of a vector of n, or of a rows x cols matrix. */
+int v4r_st_load_vec(const v4r_safetensors *st, const char *name, size_t n, float **out, v4r_err *err);
+int v4r_st_load_mat(const v4r_safetensors *st, const char *name, size_t rows, size_t cols, float **out, v4r_err *err);
 
 #endif
