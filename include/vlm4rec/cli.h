@@ -26,6 +26,11 @@ int v4r_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((fo
 int v4r_opt_size(const char *cmd, const char *opt, const char *val, size_t *out);
 int v4r_opt_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
 int v4r_opt_double(const char *cmd, const char *opt, const char *val, double *out);
+/* --threads: 1..1024, then the OpenMP thread count. */
+int v4r_opt_threads(const char *cmd, const char *val);
+/* A file beside the output OUT: OUT with its .npy replaced by suffix (or suffix appended), e.g.
+ * ".covered.txt". Caller frees. */
+char *v4r_cli_beside(const char *out, const char *suffix);
 /* Resolves each path of a representation spec (PATH or kind:A,B) against the dataset directory
  * when it is relative and not a file from the current directory. Caller frees. */
 char *v4r_cli_resolve(const char *dataset, const char *spec);

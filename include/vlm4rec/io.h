@@ -1,4 +1,5 @@
-/* io: .npy float matrices, line readers with line numbers, TSV and CSV fields, safetensors. */
+/* io: .npy float matrices, line readers with line numbers, TSV and CSV fields, JSON files,
+ * safetensors. */
 #ifndef VLM4REC_IO_H
 #define VLM4REC_IO_H
 
@@ -63,6 +64,21 @@ int v4r_csv_open(v4r_csv *c, const char *path, char delim, v4r_err *err);
 int v4r_csv_next(v4r_csv *c, v4r_err *err);
 void v4r_csv_close(v4r_csv *c);
 
+/* ---- JSON files (jansson) ---- */
+
+typedef struct json_t json_t;
+
+/* Reads path, a JSON object, into *root (caller json_decref's it). A missing file is V4R_EIO
+ * ("cannot open: no such file"), a parse error V4R_EINPUT ("PATH:LINE: not JSON: ..."), any other
+ * top level V4R_EINPUT ("not a JSON object"); *root is NULL on failure. */
+int v4r_json_read_object(const char *path, json_t **root, v4r_err *err);
+/* obj[key], a positive integer of at most max, into *out; absent: dflt, or an error when dflt is 0.
+ * The error (V4R_EINPUT) names path and key: "must be a positive integer". */
+int v4r_json_get_size(const char *path, const json_t *obj, const char *key, size_t dflt, size_t max, size_t *out,
+                      v4r_err *err);
+/* obj[key], any JSON number, into *out; absent: dflt. Else V4R_EINPUT "must be a number". */
+int v4r_json_get_number(const char *path, const json_t *obj, const char *key, double dflt, double *out, v4r_err *err);
+
 /* ---- safetensors ---- */
 
 /* One tensor of a safetensors file: its header entry and its bytes in the mapped file. */
@@ -102,5 +118,8 @@ int v4r_st_get(const v4r_safetensors *st, const char *name, int ndim, const size
 void v4r_st_to_f32(const v4r_st_tensor *t, size_t first, size_t n, float *out);
 /* v4r_st_get, then the whole tensor as float32 in a fresh buffer (caller frees). */
 int v4r_st_load(const v4r_safetensors *st, const char *name, int ndim, const size_t *shape, float **out, v4r_err *err);
+/* v4r_st_load of a vector of n, or of a rows x cols matrix. */
+int v4r_st_load_vec(const v4r_safetensors *st, const char *name, size_t n, float **out, v4r_err *err);
+int v4r_st_load_mat(const v4r_safetensors *st, const char *name, size_t rows, size_t cols, float **out, v4r_err *err);
 
 #endif

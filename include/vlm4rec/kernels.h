@@ -39,6 +39,9 @@ enum {
     V4R_ACT_QUICK_GELU = 4, /* x sigmoid(1.702 x): CLIP's "quick_gelu" */
 };
 
+/* The activation transformers calls name (a config's "hidden_act": gelu, gelu_python, gelu_new,
+ * gelu_pytorch_tanh, gelu_fast, relu, quick_gelu), or -1. */
+int v4r_act_by_name(const char *name);
 /* Applies act to x[0..n) in place. */
 void v4r_activate(float *x, size_t n, int act, int kernel);
 /* The scalar references (libm erff / tanhf / expf). */
@@ -78,6 +81,33 @@ void v4r_linear_free(v4r_linear *l);
  * must not overlap x or res. */
 void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
                       const float *res, int act, float *y);
+
+/* ---- encoder layers ---- */
+
+/* One transformer encoder layer's weights. BERT (post-LN) and CLIP (pre-LN) order the steps
+ * differently; each model runs its own forward pass over these. */
+typedef struct {
+    v4r_linear qkv;                       /* query, key, value stacked: 3 hidden outputs */
+    v4r_linear out;                       /* the attention output projection */
+    v4r_linear fc1, fc2;                  /* the MLP: hidden -> inter (activated) -> hidden */
+    float *ln1_g, *ln1_b, *ln2_g, *ln2_b; /* the LayerNorms around attention and MLP */
+} v4r_tlayer;
+
+/* Where a model keeps a layer's tensors: layer i's are "<prefix><i>.<name>.weight" (and ".bias"),
+ * e.g. prefix "encoder.layer." and qkv[0] "attention.self.query". */
+typedef struct {
+    const char *prefix;
+    const char *qkv[3], *out, *ln1, *fc1, *fc2, *ln2;
+} v4r_tlayer_names;
+
+typedef struct v4r_safetensors v4r_safetensors;
+
+/* Loads layer i (hidden, inter wide) in the order qkv, out, ln1, fc1, fc2, ln2, converted to
+ * float32 and prepared for kernel; the first missing or misshapen tensor is the error (from
+ * v4r_st_load). On failure L keeps what it loaded: v4r_tlayer_free it. */
+int v4r_tlayer_load(const v4r_safetensors *st, const v4r_tlayer_names *names, size_t i, size_t hidden, size_t inter,
+                    int kernel, v4r_tlayer *L, v4r_err *err);
+void v4r_tlayer_free(v4r_tlayer *L);
 
 /* ---- attention ---- */
 

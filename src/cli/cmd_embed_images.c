@@ -3,7 +3,6 @@
  * resumes at the first unfinished chunk. */
 #include <dirent.h>
 #include <jansson.h>
-#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,15 +63,6 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
         h *= 0x100000001b3ULL;
     }
     return h;
-}
-
-/* OUT with its .npy replaced by suffix (or suffix appended). */
-static char *beside(const char *out, const char *suffix)
-{
-    size_t n = strlen(out);
-    if (n > 4 && !strcmp(out + n - 4, ".npy"))
-        return v4r_sprintf("%.*s%s", (int)(n - 4), out, suffix);
-    return v4r_sprintf("%s%s", out, suffix);
 }
 
 static char *chunk_file(const embed_job *j, size_t c, const char *ext)
@@ -407,8 +397,8 @@ static void report(const embed_job *j, char **why, const char *fail_path, double
 static int finish(embed_job *j, double t0, v4r_err *err)
 {
     char **why = v4r_calloc(j->n ? j->n : 1, sizeof *why);
-    char *fail_path = beside(j->a->output, ".failures.tsv");
-    char *cov_path = j->a->covered_out ? v4r_strdup(j->a->covered_out) : beside(j->a->output, ".covered.txt");
+    char *fail_path = v4r_cli_beside(j->a->output, ".failures.tsv");
+    char *cov_path = j->a->covered_out ? v4r_strdup(j->a->covered_out) : v4r_cli_beside(j->a->output, ".covered.txt");
     int rc = read_failures(j, why, err);
     if (!rc)
         rc = write_vectors(j, err);
@@ -436,7 +426,6 @@ static int parse_args(int argc, char **argv, embed_args *a)
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int c, rc = 0;
-    size_t threads;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -446,13 +435,7 @@ static int parse_args(int argc, char **argv, embed_args *a)
         case 'c': a->covered_out = optarg; break;
         case 'b': rc = v4r_opt_size("embed-images", "batch-size", optarg, &a->batch); break;
         case 'k': rc = v4r_opt_size("embed-images", "chunk-size", optarg, &a->chunk); break;
-        case 'j':
-            rc = v4r_opt_size("embed-images", "threads", optarg, &threads);
-            if (!rc && (threads == 0 || threads > 1024))
-                rc = v4r_cli_usage_error("embed-images", "--threads must be 1..1024");
-            if (!rc)
-                omp_set_num_threads((int)threads);
-            break;
+        case 'j': rc = v4r_opt_threads("embed-images", optarg); break;
         case 'O': a->offline = 1; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(embed_help, stdout); return -1;

@@ -2,7 +2,6 @@
  * cache, or a dataset's titles) with a Sentence-BERT / BERT model into a .npy, in the dataset's item
  * order when a dataset is given. */
 #include <jansson.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,12 +274,7 @@ static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *
     if (!rc)
         rc = v4r_npy_write(a->output, vec, n_rows, dim, err);
     if (!rc && ds) {
-        char *cov = a->covered_out ? v4r_strdup(a->covered_out) : NULL;
-        if (!cov) {
-            size_t n = strlen(a->output);
-            cov = n > 4 && !strcmp(a->output + n - 4, ".npy") ? v4r_sprintf("%.*s.covered.txt", (int)(n - 4), a->output)
-                                                             : v4r_sprintf("%s.covered.txt", a->output);
-        }
+        char *cov = a->covered_out ? v4r_strdup(a->covered_out) : v4r_cli_beside(a->output, ".covered.txt");
         rc = write_covered(cov, ds, has, err);
         if (!rc)
             v4r_info("%zu of %zu items have a vector; their ids are in %s", n_seq, n_rows, cov);
@@ -367,7 +361,6 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"cache-model", required_argument, 0, 'M'}, {"cache-prompt-hash", required_argument, 0, 'H'},
         {0, 0, 0, 0}};
     int c, rc = 0;
-    size_t threads;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -379,13 +372,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         case 'o': a->output = optarg; break;
         case 'c': a->covered_out = optarg; break;
         case 'b': rc = v4r_opt_size("encode", "batch-size", optarg, &a->batch); break;
-        case 'j':
-            rc = v4r_opt_size("encode", "threads", optarg, &threads);
-            if (!rc && (threads == 0 || threads > 1024))
-                rc = v4r_cli_usage_error("encode", "--threads must be 1..1024");
-            if (!rc)
-                omp_set_num_threads((int)threads);
-            break;
+        case 'j': rc = v4r_opt_threads("encode", optarg); break;
         case 'O': a->offline = 1; break;
         case 'M': a->cache_model = optarg; break;
         case 'H': a->cache_prompt_hash = optarg; break;

@@ -1,5 +1,4 @@
 /* `vlm4rec eval`: rank the catalog for every user of a protocol and report the method's metrics. */
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +84,6 @@ static int parse_args(int argc, char **argv, eval_args *a)
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     v4r_eval_opts_defaults(&a->eo);
     int c, rc = 0;
-    size_t threads;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -114,13 +112,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         case 'o': a->output = optarg; break;
         case 'u': a->per_user = optarg; break;
         case 'r': a->rankings = optarg; break;
-        case 'j':
-            rc = v4r_opt_size("eval", "threads", optarg, &threads);
-            if (!rc && (threads == 0 || threads > 1024))
-                rc = v4r_cli_usage_error("eval", "--threads must be 1..1024");
-            if (!rc)
-                omp_set_num_threads((int)threads);
-            break;
+        case 'j': rc = v4r_opt_threads("eval", optarg); break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(eval_help, stdout); return -1;
         default: return v4r_cli_usage_error("eval", "bad option");

@@ -1,7 +1,8 @@
-/* Shared CLI helpers: error reporting, usage errors, option value parsing. */
+/* Shared CLI helpers: error reporting, usage errors, option value parsing, output names. */
 #include "vlm4rec/cli.h"
 #include "vlm4rec/hub.h"
 
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,25 @@ int v4r_opt_double(const char *cmd, const char *opt, const char *val, double *ou
     if (v4r_parse_f64(val, out) != 0)
         return v4r_cli_usage_error(cmd, "--%s: '%s' is not a number", opt, val);
     return 0;
+}
+
+int v4r_opt_threads(const char *cmd, const char *val)
+{
+    size_t threads;
+    int rc = v4r_opt_size(cmd, "threads", val, &threads);
+    if (!rc && (threads == 0 || threads > 1024))
+        rc = v4r_cli_usage_error(cmd, "--threads must be 1..1024");
+    if (!rc)
+        omp_set_num_threads((int)threads);
+    return rc;
+}
+
+char *v4r_cli_beside(const char *out, const char *suffix)
+{
+    size_t n = strlen(out);
+    if (n > 4 && !strcmp(out + n - 4, ".npy"))
+        return v4r_sprintf("%.*s%s", (int)(n - 4), out, suffix);
+    return v4r_sprintf("%s%s", out, suffix);
 }
 
 void v4r_opt_reset(void)

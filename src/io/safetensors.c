@@ -393,3 +393,14 @@ int v4r_st_load(const v4r_safetensors *st, const char *name, int ndim, const siz
     v4r_st_to_f32(t, 0, t->numel, *out);
     return V4R_OK;
 }
+
+int v4r_st_load_vec(const v4r_safetensors *st, const char *name, size_t n, float **out, v4r_err *err)
+{
+    return v4r_st_load(st, name, 1, &n, out, err);
+}
+
+int v4r_st_load_mat(const v4r_safetensors *st, const char *name, size_t rows, size_t cols, float **out, v4r_err *err)
+{
+    size_t shape[2] = {rows, cols};
+    return v4r_st_load(st, name, 2, shape, out, err);
+}

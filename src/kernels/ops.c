@@ -158,6 +158,19 @@ void v4r_activate_generic(float *x, size_t n, int act)
         quick_gelu(x, n);
 }
 
+int v4r_act_by_name(const char *name)
+{
+    if (!strcmp(name, "quick_gelu"))
+        return V4R_ACT_QUICK_GELU;
+    if (!strcmp(name, "gelu") || !strcmp(name, "gelu_python"))
+        return V4R_ACT_GELU;
+    if (!strcmp(name, "gelu_new") || !strcmp(name, "gelu_pytorch_tanh") || !strcmp(name, "gelu_fast"))
+        return V4R_ACT_GELU_TANH;
+    if (!strcmp(name, "relu"))
+        return V4R_ACT_RELU;
+    return -1;
+}
+
 void v4r_activate(float *x, size_t n, int act, int kernel)
 {
     if (kernel == V4R_KERNEL_AVX512)

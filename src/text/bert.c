@@ -4,18 +4,16 @@
 
 #include <jansson.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- config.json ---- */
 
+/* root[key], a positive integer (required). */
 static int get_size(const char *path, json_t *root, const char *key, size_t *out, v4r_err *err)
 {
-    json_t *v = json_object_get(root, key);
-    if (!json_is_integer(v) || json_integer_value(v) <= 0)
-        return v4r_fail(err, V4R_EINPUT, "%s: \"%s\" must be a positive integer", path, key);
-    *out = (size_t)json_integer_value(v);
-    return V4R_OK;
+    return v4r_json_get_size(path, root, key, 0, SIZE_MAX, out, err);
 }
 
 static int parse_act(const char *path, json_t *root, int *act, v4r_err *err)
@@ -24,14 +22,10 @@ static int parse_act(const char *path, json_t *root, int *act, v4r_err *err)
     const char *a = v ? json_string_value(v) : "gelu";
     if (!a)
         return v4r_fail(err, V4R_EINPUT, "%s: \"hidden_act\" must be a string", path);
-    if (!strcmp(a, "gelu") || !strcmp(a, "gelu_python"))
-        *act = V4R_ACT_GELU;
-    else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast"))
-        *act = V4R_ACT_GELU_TANH;
-    else if (!strcmp(a, "relu"))
-        *act = V4R_ACT_RELU;
-    else
+    int found = v4r_act_by_name(a);
+    if (found < 0 || found == V4R_ACT_QUICK_GELU)
         return v4r_fail(err, V4R_EINPUT, "%s: hidden_act \"%s\" is not supported (gelu, gelu_new, relu)", path, a);
+    *act = found;
     return V4R_OK;
 }
 
@@ -62,17 +56,16 @@ static int parse_config(const char *path, json_t *root, v4r_bert_config *c, v4r_
         rc = get_size(path, root, "vocab_size", &c->vocab, err);
     if (!rc)
         rc = get_size(path, root, "max_position_embeddings", &c->max_pos, err);
-    c->type_vocab = 2;
-    if (!rc && json_object_get(root, "type_vocab_size"))
-        rc = get_size(path, root, "type_vocab_size", &c->type_vocab, err);
+    if (!rc)
+        rc = v4r_json_get_size(path, root, "type_vocab_size", 2, SIZE_MAX, &c->type_vocab, err);
     if (!rc)
         rc = parse_act(path, root, &c->act, err);
+    double eps;
+    if (!rc)
+        rc = v4r_json_get_number(path, root, "layer_norm_eps", 1e-12, &eps, err);
     if (rc)
         return rc;
-    json_t *eps = json_object_get(root, "layer_norm_eps");
-    if (eps && !json_is_number(eps))
-        return v4r_fail(err, V4R_EINPUT, "%s: \"layer_norm_eps\" must be a number", path);
-    c->eps = eps ? (float)json_number_value(eps) : 1e-12f;
+    c->eps = (float)eps;
     if (c->hidden % c->heads)
         return v4r_fail(err, V4R_EINPUT, "%s: hidden_size %zu is not a multiple of num_attention_heads %zu", path,
                         c->hidden, c->heads);
@@ -81,108 +74,27 @@ static int parse_config(const char *path, json_t *root, v4r_bert_config *c, v4r_
 
 int v4r_bert_config_read(const char *path, v4r_bert_config *c, v4r_err *err)
 {
-    json_error_t je;
+    json_t *root;
     memset(c, 0, sizeof *c);
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        if (!v4r_file_exists(path))
-            return v4r_fail(err, V4R_EIO, "%s: cannot open: no such file", path);
-        return v4r_fail(err, V4R_EINPUT, "%s:%d: not JSON: %s", path, je.line, je.text);
-    }
-    int rc = json_is_object(root) ? parse_config(path, root, c, err)
-                                  : v4r_fail(err, V4R_EINPUT, "%s: not a JSON object", path);
+    int rc = v4r_json_read_object(path, &root, err);
+    if (!rc)
+        rc = parse_config(path, root, c, err);
     json_decref(root);
     return rc;
 }
 
 /* ---- weights ---- */
 
-static int load_vec(const v4r_safetensors *st, const char *name, size_t n, float **out, v4r_err *err)
-{
-    return v4r_st_load(st, name, 1, &n, out, err);
-}
-
-static int load_mat(const v4r_safetensors *st, const char *name, size_t rows, size_t cols, float **out, v4r_err *err)
-{
-    size_t shape[2] = {rows, cols};
-    return v4r_st_load(st, name, 2, shape, out, err);
-}
-
-/* A linear layer "<prefix>.weight" (out x in) and "<prefix>.bias". */
-static int load_linear(const v4r_bert *m, const char *prefix, size_t out, size_t in, v4r_linear *l, v4r_err *err)
-{
-    char name[256];
-    float *w = NULL, *b = NULL;
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    int rc = load_mat(m->st, name, out, in, &w, err);
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    if (!rc)
-        rc = load_vec(m->st, name, out, &b, err);
-    if (!rc)
-        v4r_linear_init(l, w, b, out, in, m->kernel);
-    free(w);
-    free(b);
-    return rc;
-}
-
-/* Query, key and value stacked into one 3H x H layer. */
-static int load_qkv(const v4r_bert *m, size_t i, v4r_linear *l, v4r_err *err)
-{
-    static const char *part[3] = {"query", "key", "value"};
-    size_t h = m->cfg.hidden;
-    float *w = v4r_malloc(3 * h * h * sizeof *w), *b = v4r_malloc(3 * h * sizeof *b);
-    int rc = V4R_OK;
-    for (int p = 0; p < 3 && !rc; p++) {
-        char name[256];
-        float *pw = NULL, *pb = NULL;
-        snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.weight", i, part[p]);
-        rc = load_mat(m->st, name, h, h, &pw, err);
-        snprintf(name, sizeof name, "encoder.layer.%zu.attention.self.%s.bias", i, part[p]);
-        if (!rc)
-            rc = load_vec(m->st, name, h, &pb, err);
-        if (!rc) {
-            memcpy(w + p * h * h, pw, h * h * sizeof *w);
-            memcpy(b + p * h, pb, h * sizeof *b);
-        }
-        free(pw);
-        free(pb);
-    }
-    if (!rc)
-        v4r_linear_init(l, w, b, 3 * h, h, m->kernel);
-    free(w);
-    free(b);
-    return rc;
-}
-
-/* "encoder.layer.<i>.<suffix>" in buf (256 bytes). */
-static const char *layer_name(char *buf, size_t i, const char *suffix)
-{
-    snprintf(buf, 256, "encoder.layer.%zu.%s", i, suffix);
-    return buf;
-}
-
-static int load_layer(v4r_bert *m, size_t i, v4r_err *err)
-{
-    v4r_bert_layer *L = &m->layer[i];
-    size_t h = m->cfg.hidden, in = m->cfg.inter;
-    char q[256];
-    int rc = load_qkv(m, i, &L->qkv, err);
-    if (!rc)
-        rc = load_linear(m, layer_name(q, i, "attention.output.dense"), h, h, &L->attn_out, err);
-    if (!rc)
-        rc = load_vec(m->st, layer_name(q, i, "attention.output.LayerNorm.weight"), h, &L->ln1_g, err);
-    if (!rc)
-        rc = load_vec(m->st, layer_name(q, i, "attention.output.LayerNorm.bias"), h, &L->ln1_b, err);
-    if (!rc)
-        rc = load_linear(m, layer_name(q, i, "intermediate.dense"), in, h, &L->inter, err);
-    if (!rc)
-        rc = load_linear(m, layer_name(q, i, "output.dense"), h, in, &L->out, err);
-    if (!rc)
-        rc = load_vec(m->st, layer_name(q, i, "output.LayerNorm.weight"), h, &L->ln2_g, err);
-    if (!rc)
-        rc = load_vec(m->st, layer_name(q, i, "output.LayerNorm.bias"), h, &L->ln2_b, err);
-    return rc;
-}
+/* layer i's tensors: "encoder.layer.<i>.<name>.weight" and ".bias" */
+static const v4r_tlayer_names LAYER_NAMES = {
+    .prefix = "encoder.layer.",
+    .qkv = {"attention.self.query", "attention.self.key", "attention.self.value"},
+    .out = "attention.output.dense",
+    .ln1 = "attention.output.LayerNorm",
+    .fc1 = "intermediate.dense",
+    .fc2 = "output.dense",
+    .ln2 = "output.LayerNorm",
+};
 
 static int load_embeddings(v4r_bert *m, v4r_err *err)
 {
@@ -191,18 +103,18 @@ static int load_embeddings(v4r_bert *m, v4r_err *err)
     float *types = NULL;
     int rc = v4r_st_get(m->st, "embeddings.word_embeddings.weight", 2, wshape, &m->word, err);
     if (!rc)
-        rc = load_mat(m->st, "embeddings.position_embeddings.weight", c->max_pos, c->hidden, &m->pos, err);
+        rc = v4r_st_load_mat(m->st, "embeddings.position_embeddings.weight", c->max_pos, c->hidden, &m->pos, err);
     if (!rc)
-        rc = load_mat(m->st, "embeddings.token_type_embeddings.weight", c->type_vocab, c->hidden, &types, err);
+        rc = v4r_st_load_mat(m->st, "embeddings.token_type_embeddings.weight", c->type_vocab, c->hidden, &types, err);
     if (!rc) {
         m->type0 = v4r_malloc(c->hidden * sizeof *m->type0);
         memcpy(m->type0, types, c->hidden * sizeof *types);
     }
     free(types);
     if (!rc)
-        rc = load_vec(m->st, "embeddings.LayerNorm.weight", c->hidden, &m->emb_g, err);
+        rc = v4r_st_load_vec(m->st, "embeddings.LayerNorm.weight", c->hidden, &m->emb_g, err);
     if (!rc)
-        rc = load_vec(m->st, "embeddings.LayerNorm.bias", c->hidden, &m->emb_b, err);
+        rc = v4r_st_load_vec(m->st, "embeddings.LayerNorm.bias", c->hidden, &m->emb_b, err);
     return rc;
 }
 
@@ -220,28 +132,16 @@ int v4r_bert_load(const char *dir, int kernel, v4r_bert *m, v4r_err *err)
     if (!rc)
         m->layer = v4r_calloc(m->cfg.layers, sizeof *m->layer);
     for (size_t i = 0; !rc && i < m->cfg.layers; i++)
-        rc = load_layer(m, i, err);
+        rc = v4r_tlayer_load(m->st, &LAYER_NAMES, i, m->cfg.hidden, m->cfg.inter, m->kernel, &m->layer[i], err);
     if (rc)
         v4r_bert_free(m);
     return rc;
 }
 
-static void free_layer(v4r_bert_layer *L)
-{
-    v4r_linear_free(&L->qkv);
-    v4r_linear_free(&L->attn_out);
-    v4r_linear_free(&L->inter);
-    v4r_linear_free(&L->out);
-    free(L->ln1_g);
-    free(L->ln1_b);
-    free(L->ln2_g);
-    free(L->ln2_b);
-}
-
 void v4r_bert_free(v4r_bert *m)
 {
     for (size_t i = 0; m->layer && i < m->cfg.layers; i++)
-        free_layer(&m->layer[i]);
+        v4r_tlayer_free(&m->layer[i]);
     free(m->layer);
     free(m->pos);
     free(m->type0);
@@ -329,16 +229,16 @@ static void attend(const v4r_bert *m, const size_t *lens, size_t n, const size_t
 
 /* One encoder layer over the packed batch; first[] (n + 1 offsets) segments the linear layers by
  * sequence. */
-static void layer_forward(const v4r_bert *m, const v4r_bert_layer *L, const size_t *lens, size_t n,
+static void layer_forward(const v4r_bert *m, const v4r_tlayer *L, const size_t *lens, size_t n,
                           const size_t *first, v4r_bert_ws *ws)
 {
     size_t T = first[n], h = m->cfg.hidden;
     v4r_linear_apply(&L->qkv, ws->x, T, first, n, NULL, V4R_ACT_NONE, ws->qkv);
     attend(m, lens, n, first, ws);
-    v4r_linear_apply(&L->attn_out, ws->ctx, T, first, n, ws->x, V4R_ACT_NONE, ws->tmp);
+    v4r_linear_apply(&L->out, ws->ctx, T, first, n, ws->x, V4R_ACT_NONE, ws->tmp);
     v4r_layernorm(ws->tmp, T, h, L->ln1_g, L->ln1_b, m->cfg.eps);
-    v4r_linear_apply(&L->inter, ws->tmp, T, first, n, NULL, m->cfg.act, ws->inter);
-    v4r_linear_apply(&L->out, ws->inter, T, first, n, ws->tmp, V4R_ACT_NONE, ws->x);
+    v4r_linear_apply(&L->fc1, ws->tmp, T, first, n, NULL, m->cfg.act, ws->inter);
+    v4r_linear_apply(&L->fc2, ws->inter, T, first, n, ws->tmp, V4R_ACT_NONE, ws->x);
     v4r_layernorm(ws->x, T, h, L->ln2_g, L->ln2_b, m->cfg.eps);
 }
 

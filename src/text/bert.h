@@ -13,18 +13,13 @@ typedef struct {
 } v4r_bert_config;
 
 typedef struct {
-    v4r_linear qkv, attn_out, inter, out; /* qkv: query, key, value stacked (3 hidden outputs) */
-    float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
-} v4r_bert_layer;
-
-typedef struct {
     v4r_bert_config cfg;
     int kernel;
     v4r_safetensors *st;       /* kept mapped: word embeddings are converted on use */
     const v4r_st_tensor *word; /* vocab x hidden, any float dtype */
     float *pos, *type0;        /* max_pos x hidden; the token type 0 row */
     float *emb_g, *emb_b;
-    v4r_bert_layer *layer;
+    v4r_tlayer *layer; /* post-LN: ln1 after attention, ln2 after the MLP */
 } v4r_bert;
 
 /* Reads config.json (model_type bert, absolute positions); errors name the file and the key. */

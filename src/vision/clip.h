@@ -15,17 +15,12 @@ typedef struct {
 } v4r_clip_config;
 
 typedef struct {
-    v4r_linear qkv, out, fc1, fc2; /* qkv: q, k, v projections stacked (3 hidden outputs) */
-    float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
-} v4r_clip_layer;
-
-typedef struct {
     v4r_clip_config cfg;
     int kernel;
     v4r_linear patch; /* the patch convolution as a hidden x (3 patch^2) layer, no bias */
     float *cls, *pos; /* hidden; tokens x hidden */
     float *pre_g, *pre_b, *post_g, *post_b;
-    v4r_clip_layer *layer;
+    v4r_tlayer *layer; /* pre-LN: ln1 before attention, ln2 before the MLP */
     v4r_linear proj; /* visual_projection: proj x hidden, no bias */
 } v4r_clip;
 

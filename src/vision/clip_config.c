@@ -5,18 +5,10 @@
 #include <jansson.h>
 #include <string.h>
 
-/* root[key], a positive integer, or dflt when absent. */
+/* root[key], a positive integer up to 2^20, or dflt when absent. */
 static int get_size(const char *path, json_t *root, const char *key, size_t dflt, size_t *out, v4r_err *err)
 {
-    json_t *v = json_object_get(root, key);
-    if (!v) {
-        *out = dflt;
-        return V4R_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 20))
-        return v4r_fail(err, V4R_EINPUT, "%s: \"%s\" must be a positive integer", path, key);
-    *out = (size_t)json_integer_value(v);
-    return V4R_OK;
+    return v4r_json_get_size(path, root, key, dflt, (size_t)1 << 20, out, err);
 }
 
 static int parse_act(const char *path, json_t *root, int *act, v4r_err *err)
@@ -25,17 +17,11 @@ static int parse_act(const char *path, json_t *root, int *act, v4r_err *err)
     const char *a = v ? json_string_value(v) : "quick_gelu";
     if (!a)
         return v4r_fail(err, V4R_EINPUT, "%s: \"hidden_act\" must be a string", path);
-    if (!strcmp(a, "quick_gelu"))
-        *act = V4R_ACT_QUICK_GELU;
-    else if (!strcmp(a, "gelu") || !strcmp(a, "gelu_python"))
-        *act = V4R_ACT_GELU;
-    else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast"))
-        *act = V4R_ACT_GELU_TANH;
-    else if (!strcmp(a, "relu"))
-        *act = V4R_ACT_RELU;
-    else
+    int found = v4r_act_by_name(a);
+    if (found < 0)
         return v4r_fail(err, V4R_EINPUT, "%s: hidden_act \"%s\" is not supported (quick_gelu, gelu, gelu_new, relu)",
                         path, a);
+    *act = found;
     return V4R_OK;
 }
 
@@ -73,12 +59,12 @@ static int parse_vision(const char *path, json_t *vc, v4r_clip_config *c, v4r_er
     int rc = parse_sizes(path, vc, c, err);
     if (!rc)
         rc = parse_act(path, vc, &c->act, err);
+    double eps;
+    if (!rc)
+        rc = v4r_json_get_number(path, vc, "layer_norm_eps", 1e-5, &eps, err);
     if (rc)
         return rc;
-    json_t *eps = json_object_get(vc, "layer_norm_eps");
-    if (eps && !json_is_number(eps))
-        return v4r_fail(err, V4R_EINPUT, "%s: \"layer_norm_eps\" must be a number", path);
-    c->eps = eps ? (float)json_number_value(eps) : 1e-5f;
+    c->eps = (float)eps;
     c->grid = c->image / c->patch;
     c->tokens = 1 + c->grid * c->grid;
     return V4R_OK;
@@ -104,16 +90,11 @@ static int parse_config(const char *path, json_t *root, v4r_clip_config *c, v4r_
 
 int v4r_clip_config_read(const char *path, v4r_clip_config *c, v4r_err *err)
 {
-    json_error_t je;
+    json_t *root;
     memset(c, 0, sizeof *c);
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        if (!v4r_file_exists(path))
-            return v4r_fail(err, V4R_EIO, "%s: cannot open: no such file", path);
-        return v4r_fail(err, V4R_EINPUT, "%s:%d: not JSON: %s", path, je.line, je.text);
-    }
-    int rc = json_is_object(root) ? parse_config(path, root, c, err)
-                                  : v4r_fail(err, V4R_EINPUT, "%s: not a JSON object", path);
+    int rc = v4r_json_read_object(path, &root, err);
+    if (!rc)
+        rc = parse_config(path, root, c, err);
     json_decref(root);
     return rc;
 }

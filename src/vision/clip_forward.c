@@ -107,7 +107,7 @@ static void attend(const v4r_clip *m, size_t n, v4r_clip_ws *ws)
 }
 
 /* One pre-norm encoder layer: x += attn(LN1(x)); x += fc2(act(fc1(LN2(x)))). */
-static void layer_forward(const v4r_clip *m, const v4r_clip_layer *L, size_t n, v4r_clip_ws *ws)
+static void layer_forward(const v4r_clip *m, const v4r_tlayer *L, size_t n, v4r_clip_ws *ws)
 {
     size_t rows = n * m->cfg.tokens, h = m->cfg.hidden, bytes = rows * h * sizeof(float);
     const size_t *seg = ws->first;

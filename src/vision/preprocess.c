@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vlm4rec/io.h"
 #include "vlm4rec/vision.h"
 
 static const double OPENAI_MEAN[3] = {0.48145466, 0.4578275, 0.40821073};
@@ -136,15 +137,10 @@ static int parse_preproc(const char *path, json_t *root, v4r_vision_preproc *p, 
 int v4r_vision_preproc_read(const char *path, v4r_vision_preproc *p, v4r_err *err)
 {
     v4r_vision_preproc_default(p, 224);
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        if (!v4r_file_exists(path))
-            return v4r_fail(err, V4R_EIO, "%s: cannot open: no such file", path);
-        return v4r_fail(err, V4R_EINPUT, "%s:%d: not JSON: %s", path, je.line, je.text);
-    }
-    int rc = json_is_object(root) ? parse_preproc(path, root, p, err)
-                                  : v4r_fail(err, V4R_EINPUT, "%s: not a JSON object", path);
+    json_t *root;
+    int rc = v4r_json_read_object(path, &root, err);
+    if (!rc)
+        rc = parse_preproc(path, root, p, err);
     json_decref(root);
     return rc;
 }
