@@ -5,6 +5,7 @@
 #define VLM4REC_FUSION_H
 
 #include "vlm4rec/base.h"
+#include "vlm4rec/data.h"
 
 /* ---- tensors and the tape ---- */
 
@@ -178,5 +179,112 @@ double v4r_lr_at(const v4r_lr_schedule *s, double base, size_t epoch);
  * n_meta key/value string pairs stored under "__metadata__". */
 int v4r_params_save(const v4r_params *ps, const char *path, const char *const *metadata, size_t n_meta,
                     v4r_err *err);
+
+/* ---- attention and gating fusion ---- */
+
+enum { V4R_MODEL_ATTENTION = 0, V4R_MODEL_GATING = 1, V4R_MODEL_SMORE = 2 };
+/* Attention / gating objectives: InfoNCE over user co-interaction (an anchor item, another item of
+ * the same user's training history as the positive, in-batch and sampled negatives), or the
+ * released script's (each item its own positive; the other items of the batch the negatives). */
+enum { V4R_OBJ_COINTERACTION = 0, V4R_OBJ_RELEASED = 1 };
+
+/* text and vision rows are each projected to hidden (Linear); an MLP over the concatenated
+ * projections (Linear 2h -> h, ReLU, Linear h -> 2 or h) gives two softmax weights (attention) or a
+ * per-dimension sigmoid gate g (gating: g t + (1 - g) v); the weighted sum goes through Linear ->
+ * LayerNorm -> ReLU to dim. */
+typedef struct {
+    int kind; /* V4R_MODEL_ATTENTION or V4R_MODEL_GATING */
+    size_t dim_text, dim_vision, hidden, dim;
+    v4r_params params;
+    v4r_ad_tensor *text_w, *text_b, *vision_w, *vision_b; /* projections */
+    v4r_ad_tensor *mlp1_w, *mlp1_b, *mlp2_w, *mlp2_b;     /* weights or gate */
+    v4r_ad_tensor *out_w, *out_b, *ln_g, *ln_b;           /* output layer */
+} v4r_fusion_model;
+
+void v4r_fusion_model_init(v4r_fusion_model *m, int kind, size_t dim_text, size_t dim_vision, size_t hidden,
+                           size_t dim, uint64_t seed);
+void v4r_fusion_model_free(v4r_fusion_model *m);
+/* The fused vectors of the rows of text (n x dim_text) and vision (n x dim_vision). */
+v4r_ad_tensor *v4r_fusion_forward(v4r_ad_tape *t, const v4r_fusion_model *m, v4r_ad_tensor *text,
+                                  v4r_ad_tensor *vision);
+/* InfoNCE of n anchors against candidates whose first n rows are their positives (row i for
+ * anchor i) and the rest extra negatives: the cross-entropy of the cosines / temperature. */
+v4r_ad_tensor *v4r_infonce(v4r_ad_tape *t, v4r_ad_tensor *anchors, v4r_ad_tensor *cands, float temperature);
+/* One batch's loss: items anchor[i] and positive[i] (i < n) and n_neg sampled negatives, their
+ * rows taken from the whole text (n_items x dim_text) and vision matrices. */
+v4r_ad_tensor *v4r_fusion_batch_loss(v4r_ad_tape *t, const v4r_fusion_model *m, v4r_ad_tensor *text,
+                                     v4r_ad_tensor *vision, const int32_t *anchor, const int32_t *positive, size_t n,
+                                     const int32_t *negative, size_t n_neg, float temperature);
+/* The fused vectors of n items (rows of text and vision) into out (n x dim), in chunks. */
+void v4r_fusion_apply(const v4r_fusion_model *m, const float *text, const float *vision, size_t n, float *out);
+
+/* ---- training ---- */
+
+typedef struct {
+    size_t epoch; /* from 1 */
+    size_t steps;
+    double lr;
+    double train_loss;    /* mean over the epoch's steps */
+    double valid_loss;    /* attention / gating; NaN when not computed */
+    double valid_recall;  /* Recall@20 on the validation split under the shared retriever; NaN when off */
+    double native_recall; /* SMORE: Recall@20 of its own user vectors; NaN otherwise */
+    double grad_norm;     /* mean gradient norm before clipping */
+    double seconds;       /* training steps */
+    double eval_seconds;  /* validation */
+} v4r_epoch_log;
+
+typedef struct {
+    v4r_epoch_log *epochs;
+    size_t n_epochs, cap;
+    size_t best_epoch; /* 0: none */
+    int diverged;      /* the loss or a gradient stopped being finite */
+    size_t diverged_epoch, diverged_step;
+    size_t train_pairs;  /* training examples an epoch */
+    double setup_seconds; /* graphs, pairs, validation set */
+} v4r_train_log;
+
+void v4r_train_log_free(v4r_train_log *log);
+
+typedef struct v4r_train_opts v4r_train_opts;
+struct v4r_train_opts {
+    int model;     /* V4R_MODEL_* */
+    int objective; /* V4R_OBJ_* (attention and gating) */
+    const float *text, *vision; /* n_items rows each */
+    size_t dim_text, dim_vision;
+    const uint8_t *covered; /* NULL: every item; else train and validate on the covered subset */
+    size_t epochs, batch, negatives, hidden, dim;
+    double lr, weight_decay, clip, temperature;
+    int decoupled; /* weight decay as AdamW's */
+    v4r_lr_schedule schedule;
+    uint64_t seed;
+    int valid_recall; /* compute validation Recall@20 every epoch */
+    /* SMORE */
+    size_t knn_k, ui_layers;
+    double reg_weight, cl_weight, cl_temperature;
+    /* Called after each epoch, its log entry complete; may change the parameters (fault injection). */
+    void (*on_epoch)(void *ctx, const v4r_train_log *log, v4r_params *ps);
+    void *ctx;
+};
+
+/* The defaults of each model (README, "Training the fusion baselines"). */
+void v4r_train_defaults(v4r_train_opts *o, int model);
+
+typedef struct {
+    v4r_params *params; /* of the best epoch; owned by the model inside */
+    size_t n_items, dim;
+    float *items; /* n_items x dim; zero rows for items outside the covered subset */
+    size_t n_users;
+    float *users; /* SMORE: n_users x dim, else NULL */
+    void *model;
+    int model_kind;
+} v4r_trained;
+
+void v4r_trained_free(v4r_trained *tr);
+
+/* Trains o->model on ds (history = train split, validation = valid split) and fills out with the
+ * best epoch's weights and vectors. A loss or gradient that stops being finite ends training:
+ * V4R_EINPUT saying where, with out filled from the best epoch when there was one
+ * (log->best_epoch > 0). */
+int v4r_train(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, v4r_train_log *log, v4r_err *err);
 
 #endif

@@ -5,8 +5,9 @@
 
 #include "vlm4rec/fusion.h"
 
-/* Elementwise loops run in parallel from this many floats on. */
-#define V4R_AD_PAR 32768
+/* Loops run in parallel from this many floats on: below it a thread team costs more than it saves
+ * (and much more on a busy machine). */
+#define V4R_AD_PAR (1 << 18)
 
 /* Tape memory (64-byte aligned, reused after a reset). */
 void *v4r_ad_alloc(v4r_ad_tape *tape, size_t bytes);
