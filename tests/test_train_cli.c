@@ -93,6 +93,49 @@ static void test_outputs(void **state)
     cleanup(dir);
 }
 
+static void test_smore_outputs(void **state)
+{
+    (void)state;
+    char *dir = make_catalog(), *out = NULL;
+    int rc = tu_run(&out,
+                    "train smore --dataset '%s/ds' --text features/description.npy --vision features/visual.npy "
+                    "-o '%s/smore.npy' --epochs 2 --batch-size 256 --threads 1",
+                    dir, dir);
+    if (rc != 0)
+        fail_msg("train failed (%d): %s", rc, out);
+    free(out);
+    v4r_matrix m;
+    v4r_err err = {0};
+    char *p = v4r_path_join(dir, "smore.users.npy");
+    assert_int_equal(v4r_npy_read(p, &m, &err), 0);
+    assert_int_equal(m.rows, 200);
+    assert_int_equal(m.cols, 64);
+    v4r_matrix_free(&m);
+    free(p);
+    p = v4r_path_join(dir, "smore.safetensors");
+    v4r_safetensors *st;
+    assert_int_equal(v4r_st_open(p, &st, &err), 0);
+    size_t filter[3] = {1, 33, 2}, feat[2] = {400, 768};
+    float *w;
+    assert_int_equal(v4r_st_load(st, "fusion_complex_weight", 3, filter, &w, &err), 0);
+    free(w);
+    assert_int_equal(v4r_st_load(st, "image_embedding.weight", 2, feat, &w, &err), 0);
+    free(w);
+    v4r_st_close(st);
+    free(p);
+    char *text = tu_read(dir, "smore.log.json");
+    json_t *log = json_loads(text, 0, NULL);
+    json_t *e0 = json_array_get(json_object_get(log, "epochs"), 0);
+    assert_true(json_real_value(json_object_get(e0, "native_recall@20")) > 0);
+    assert_true(json_is_null(json_object_get(e0, "valid_loss")));
+    const char *users = json_string_value(json_object_get(json_object_get(log, "outputs"), "users"));
+    assert_non_null(users);
+    assert_non_null(strstr(users, "smore.users.npy"));
+    json_decref(log);
+    free(text);
+    cleanup(dir);
+}
+
 /* Runs a train command that must fail with code and a message containing needle, leaving no
  * OUT.npy, OUT.safetensors or temporaries. */
 static void expect_fail(const char *dir, int code, const char *needle, const char *args)
@@ -212,7 +255,7 @@ static void test_usage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_outputs),   cmocka_unit_test(test_bad_vectors), cmocka_unit_test(test_no_validation),
+        cmocka_unit_test(test_outputs),   cmocka_unit_test(test_smore_outputs), cmocka_unit_test(test_bad_vectors), cmocka_unit_test(test_no_validation),
         cmocka_unit_test(test_nan_loss), cmocka_unit_test(test_usage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

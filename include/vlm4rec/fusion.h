@@ -218,6 +218,53 @@ v4r_ad_tensor *v4r_fusion_batch_loss(v4r_ad_tape *t, const v4r_fusion_model *m, 
 /* The fused vectors of n items (rows of text and vision) into out (n x dim), in chunks. */
 void v4r_fusion_apply(const v4r_fusion_model *m, const float *text, const float *vision, size_t n, float *out);
 
+/* ---- SMORE (spectral modality fusion with graph convolution, WSDM 2025) ---- */
+
+/* Users and items get learnable 64-d ID embeddings; the modality features (trainable, initialized
+ * from the vectors) are projected to 64-d, filtered in the frequency domain (rfft, a learnable
+ * complex filter per modality, the product of both spectra times a third filter for the fusion
+ * view, irfft) and gate the item ID embeddings; the gated embeddings propagate once over their
+ * item-item graph (cosine kNN, symmetric normalization; the fusion graph is the element-wise
+ * maximum of the two) and reach users through the normalized interaction matrix. The behavioural
+ * ("content") view is LightGCN over the normalized user-item graph (mean of the layer outputs).
+ * Softmax attention from the fusion view and sigmoid preference gates from the content view
+ * weight the side views; final = content + mean of the three side views. Rows: users, then items. */
+typedef struct {
+    size_t n_users, n_items, dim, dim_text, dim_vision, ui_layers;
+    v4r_params params;
+    v4r_ad_tensor *user_emb, *item_emb, *text_feat, *image_feat;
+    v4r_ad_tensor *text_w, *text_b, *image_w, *image_b;
+    v4r_ad_tensor *query_v[3], *query_t[3]; /* Linear (weight, bias), Tanh, Linear (weight) */
+    v4r_ad_tensor *gate_v[2], *gate_t[2], *gate_f[2];
+    v4r_ad_tensor *prefer_v[2], *prefer_t[2], *prefer_f[2];
+    v4r_ad_tensor *filter_v, *filter_t, *filter_f; /* 1 x (dim/2 + 1) complex */
+    v4r_spmat ui_adj;                              /* (users + items)^2, symmetric normalization */
+    v4r_spmat r_norm;                              /* its users x items block */
+    v4r_spmat image_adj, text_adj, fusion_adj;     /* items x items */
+} v4r_smore_model;
+
+/* The kNN graph of the rows of x (n x d) by cosine, k neighbours a row (itself included; ties by
+ * lower index), weighted by the cosine and normalized D^-1/2 A D^-1/2 with D the row sums. A zero
+ * row has cosine 0 with everything. */
+void v4r_knn_graph(const float *x, size_t n, size_t d, size_t k, v4r_spmat *out);
+
+/* user/item: the n_inter training interactions (repeats count once); text, vision: n_items rows. */
+void v4r_smore_init(v4r_smore_model *m, size_t n_users, size_t n_items, const int32_t *user, const int32_t *item,
+                    size_t n_inter, const float *text, size_t dim_text, const float *vision, size_t dim_vision,
+                    size_t dim, size_t knn_k, size_t ui_layers, uint64_t seed);
+void v4r_smore_free(v4r_smore_model *m);
+
+typedef struct {
+    v4r_ad_tensor *all, *side, *content; /* (users + items) x dim */
+} v4r_smore_views;
+
+void v4r_smore_forward(v4r_ad_tape *t, const v4r_smore_model *m, v4r_smore_views *out);
+/* BPR over (user, pos, neg) triples + reg_weight x L2 of the batch's final embeddings / 2 /
+ * batch_size + cl_weight x (InfoNCE(side, content) of the positive items + of the users). */
+v4r_ad_tensor *v4r_smore_loss(v4r_ad_tape *t, const v4r_smore_model *m, const int32_t *user, const int32_t *pos,
+                              const int32_t *neg, size_t n, size_t batch_size, double reg_weight, double cl_weight,
+                              float cl_temperature);
+
 /* ---- training ---- */
 
 typedef struct {

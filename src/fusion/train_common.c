@@ -242,10 +242,11 @@ int v4r_train_diverged(v4r_train_log *log, size_t epoch, size_t step, const char
 
 void v4r_trained_free(v4r_trained *tr)
 {
-    if (tr->model && tr->model_kind != V4R_MODEL_SMORE) {
+    if (tr->model && tr->model_kind == V4R_MODEL_SMORE)
+        v4r_smore_free(tr->model);
+    else if (tr->model)
         v4r_fusion_model_free(tr->model);
-        free(tr->model);
-    }
+    free(tr->model);
     free(tr->items);
     free(tr->users);
     memset(tr, 0, sizeof *tr);
@@ -257,11 +258,15 @@ int v4r_train(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, 
     memset(log, 0, sizeof *log);
     if (!o->text || !o->vision || !o->dim_text || !o->dim_vision)
         return v4r_fail(err, V4R_EUSAGE, "training needs text and vision vectors");
-    if (!o->epochs || !o->batch || !o->dim || (o->model != V4R_MODEL_SMORE && !o->hidden))
+    if (!o->epochs || !o->batch || !o->dim || (o->model != V4R_MODEL_SMORE && !o->hidden) ||
+        (o->model == V4R_MODEL_SMORE && !o->knn_k))
         return v4r_fail(err, V4R_EUSAGE, "epochs, batch size, hidden and output sizes must be positive");
-    if (!(o->lr > 0) || !(o->temperature > 0 || o->model == V4R_MODEL_SMORE) || o->clip < 0 || o->weight_decay < 0)
+    int smore = o->model == V4R_MODEL_SMORE;
+    if (!(o->lr > 0) || !(smore ? o->cl_temperature > 0 : o->temperature > 0) || o->clip < 0 || o->weight_decay < 0)
         return v4r_fail(err, V4R_EUSAGE, "the learning rate and temperature must be positive, clip and decay >= 0");
     if (o->model == V4R_MODEL_ATTENTION || o->model == V4R_MODEL_GATING)
         return v4r_train_fusion(ds, o, out, log, err);
+    if (o->model == V4R_MODEL_SMORE)
+        return v4r_train_smore(ds, o, out, log, err);
     return v4r_fail(err, V4R_EUSAGE, "unknown model %d", o->model);
 }

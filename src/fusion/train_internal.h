@@ -38,11 +38,13 @@ double v4r_valid_recall_native(const v4r_valid_set *v, const float *users, const
 
 /* A fresh entry at the end of the log (epoch numbered, metrics NaN). */
 v4r_epoch_log *v4r_train_log_push(v4r_train_log *log);
-/* The message for a loss or gradient that stopped being finite; restores the best snapshot. */
+/* Records where training stopped on a value that is not finite and says so (V4R_EINPUT). */
 int v4r_train_diverged(v4r_train_log *log, size_t epoch, size_t step, const char *what, const char *criterion,
                        v4r_err *err);
 
 int v4r_train_fusion(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, v4r_train_log *log,
                      v4r_err *err);
+int v4r_train_smore(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, v4r_train_log *log,
+                    v4r_err *err);
 
 #endif
