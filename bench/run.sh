@@ -84,3 +84,4 @@ done
 } >> "$report"
 cat "$report"
 "$here/encode.sh" "$bin" "$ds" "$out"
+"$here/train.sh" "$bin" "$ds" "$out"

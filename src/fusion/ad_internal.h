@@ -29,6 +29,8 @@ void v4r_ad_reduce_acc(const float *g, size_t rows, size_t cols, float *dst, siz
 
 /* Vector math on n floats (AVX2 where the build has it). */
 void v4r_ad_exp_n(const float *x, float *y, size_t n);
+/* The same on the calling thread only (inside a parallel loop). */
+void v4r_ad_exp_serial(const float *x, float *y, size_t n);
 void v4r_ad_sigmoid_n(const float *x, float *y, size_t n);
 void v4r_ad_tanh_n(const float *x, float *y, size_t n);
 

@@ -84,5 +84,6 @@ static void apply_blocks(block_fn f, const float *x, float *y, size_t n)
 }
 
 void v4r_ad_exp_n(const float *x, float *y, size_t n) { apply_blocks(exp_block, x, y, n); }
+void v4r_ad_exp_serial(const float *x, float *y, size_t n) { exp_block(x, y, n); }
 void v4r_ad_sigmoid_n(const float *x, float *y, size_t n) { apply_blocks(sigmoid_block, x, y, n); }
 void v4r_ad_tanh_n(const float *x, float *y, size_t n) { apply_blocks(tanh_block, x, y, n); }

@@ -93,7 +93,7 @@ static float softmax_row(const float *x, float *y, size_t n)
         mx = x[c] > mx || isnan(x[c]) ? x[c] : mx;
     for (size_t c = 0; c < n; c++)
         y[c] = x[c] - mx;
-    v4r_ad_exp_n(y, y, n);
+    v4r_ad_exp_serial(y, y, n);
     float s = 0;
     for (size_t c = 0; c < n; c++)
         s += y[c];

@@ -1,6 +1,7 @@
 /* Adam (torch.optim.Adam's update, with L2 or decoupled weight decay) and the learning-rate
  * schedules. */
 #include "ad_internal.h"
+#include "../kernels/vmath_avx2.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,25 +16,52 @@ void v4r_adam_defaults(v4r_adam *o)
     o->eps = 1e-8;
 }
 
+typedef struct {
+    float b1, b2, c1, c2, step, rb2, eps, shrink, l2;
+} adam_consts;
+
+/* Entries [i0, i1) of one parameter; the AVX2 lanes compute exactly what the scalar tail does. */
+static void adam_range(float *x, const float *g, float *m, float *v, size_t i0, size_t i1, const adam_consts *k)
+{
+    size_t i = i0;
+#ifdef V4R_HAVE_AVX2
+    const __m256 b1 = _mm256_set1_ps(k->b1), b2 = _mm256_set1_ps(k->b2), c1 = _mm256_set1_ps(k->c1);
+    const __m256 c2 = _mm256_set1_ps(k->c2), step = _mm256_set1_ps(k->step), rb2 = _mm256_set1_ps(k->rb2);
+    const __m256 eps = _mm256_set1_ps(k->eps), shrink = _mm256_set1_ps(k->shrink), l2 = _mm256_set1_ps(k->l2);
+    for (; i + 8 <= i1; i += 8) {
+        __m256 xi = _mm256_loadu_ps(x + i);
+        __m256 gi = _mm256_add_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(l2, xi));
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(c1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(c2, gi), gi));
+        __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), rb2), eps);
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_mul_ps(xi, shrink), _mm256_div_ps(_mm256_mul_ps(step, mi), den)));
+    }
+#endif
+    for (; i < i1; i++) {
+        float gi = g[i] + k->l2 * x[i];
+        m[i] = k->b1 * m[i] + k->c1 * gi;
+        v[i] = k->b2 * v[i] + k->c2 * gi * gi;
+        x[i] = x[i] * k->shrink - k->step * m[i] / (sqrtf(v[i]) * k->rb2 + k->eps);
+    }
+}
+
 static void adam_param(v4r_param *p, const v4r_adam *o, double lr, double bias1, double bias2)
 {
-    size_t n = p->t.rows * p->t.cols;
+    enum { BLOCK = 1 << 14 };
+    size_t n = p->t.rows * p->t.cols, nb = (n + BLOCK - 1) / BLOCK;
     if (!p->m) {
         p->m = v4r_calloc(n, sizeof *p->m);
         p->v = v4r_calloc(n, sizeof *p->v);
     }
-    float b1 = (float)o->beta1, b2 = (float)o->beta2, c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
-    float step = (float)(lr / bias1), rb2 = (float)(1.0 / sqrt(bias2)), eps = (float)o->eps;
-    float shrink = o->decoupled ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-    float l2 = o->decoupled ? 0.0f : (float)o->weight_decay;
-    float *x = p->t.val, *g = p->t.grad, *m = p->m, *v = p->v;
+    adam_consts k = {(float)o->beta1, (float)o->beta2, (float)(1.0 - o->beta1), (float)(1.0 - o->beta2),
+                     (float)(lr / bias1), (float)(1.0 / sqrt(bias2)), (float)o->eps,
+                     o->decoupled ? (float)(1.0 - lr * o->weight_decay) : 1.0f,
+                     o->decoupled ? 0.0f : (float)o->weight_decay};
 #pragma omp parallel for schedule(static) if (n > V4R_AD_PAR)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] + l2 * x[i];
-        m[i] = b1 * m[i] + c1 * gi;
-        v[i] = b2 * v[i] + c2 * gi * gi;
-        x[i] = x[i] * shrink - step * m[i] / (sqrtf(v[i]) * rb2 + eps);
-    }
+    for (size_t b = 0; b < nb; b++)
+        adam_range(p->t.val, p->t.grad, p->m, p->v, b * BLOCK, (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n, &k);
 }
 
 void v4r_adam_step(v4r_params *ps, const v4r_adam *o, double lr)
