@@ -16,6 +16,7 @@ static const char *usage =
     "  tokenize         print the WordPiece token ids of texts (JSONL)\n"
     "  encode           embed texts with a Sentence-BERT / BERT model into a .npy\n"
     "  embed-images     embed the items' images with a CLIP vision model into a .npy\n"
+    "  train            train a fusion baseline (attention, gating, SMORE) into item vectors\n"
     "  ground           describe every item image with a vision-language model server\n"
     "  cache            the semantic cache: stats, export, import, merge\n"
     "  standin          a stand-in chat-completions server for tests and the offline demo\n"
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
         return v4r_cmd_encode(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed-images"))
         return v4r_cmd_embed_images(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return v4r_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "ground"))
         return v4r_cmd_ground(argc - 1, argv + 1);
     if (!strcmp(cmd, "cache"))
