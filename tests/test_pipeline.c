@@ -114,6 +114,7 @@ static void test_twice_and_changes(void **state)
     assert_non_null(strstr(json, "tfidf (offline fallback)"));
     assert_non_null(strstr(json, "NOT a vision-language model"));
     assert_non_null(strstr(json, "\"group\": \"other\""));
+    assert_non_null(strstr(json, "\"name\": \"Description + attention\"")); /* trained by vlm4rec train */
     assert_non_null(md);
     assert_non_null(strstr(md, "tfidf (offline fallback)"));
     assert_non_null(strstr(md, "## Case: user U00001"));
