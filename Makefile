@@ -5,12 +5,16 @@ JOBS ?= $(shell nproc)
 # Ninja when present, decided when a build folder is first configured (after deps installed it)
 generator = $$(test -f $(1)/CMakeCache.txt || ! command -v ninja >/dev/null 2>&1 || echo "-G Ninja")
 
-.PHONY: all deps build asan test test-release test-asan demo bench clean
+.PHONY: all deps test-deps build asan test test-release test-asan demo bench clean
 
 all: build
 
 deps:
 	@scripts/deps.sh build
+
+# chromium for the browser test of the report; the test skips (saying why) when it is missing
+test-deps:
+	-@scripts/deps.sh test
 
 build: deps
 	@cmake -S . -B $(BUILD) $(call generator,$(BUILD)) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -20,10 +24,10 @@ asan: deps
 	@cmake -S . -B $(ASAN_BUILD) $(call generator,$(ASAN_BUILD)) -DCMAKE_BUILD_TYPE=Debug -DV4R_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-test-release: build
+test-release: build test-deps
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test-asan: asan
+test-asan: asan test-deps
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 test: test-release test-asan

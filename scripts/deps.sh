@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a make target needs, when missing. Usage: scripts/deps.sh build|bench
+# Installs the Debian packages a make target needs, when missing. Usage: scripts/deps.sh build|test|bench
 set -euo pipefail
-build_pkgs=(gcc make cmake ninja-build pkg-config libopenblas-openmp-dev libjansson-dev libcmocka-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libsqlite3-dev)
+build_pkgs=(gcc make cmake ninja-build pkg-config libopenblas-openmp-dev libjansson-dev libcmocka-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libsqlite3-dev libfftw3-dev)
+test_pkgs=(chromium)   # the browser test of report.html (skipped when it cannot be installed)
 bench_pkgs=(python3 python3-numpy python3-torch hyperfine time)
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
+  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 build|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${want[@]}"; do

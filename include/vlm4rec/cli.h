@@ -13,10 +13,14 @@ int v4r_cmd_demo(int argc, char **argv);
 int v4r_cmd_tokenize(int argc, char **argv);
 int v4r_cmd_encode(int argc, char **argv);
 int v4r_cmd_embed_images(int argc, char **argv);
+int v4r_cmd_train(int argc, char **argv);
 int v4r_cmd_pull(int argc, char **argv);
 int v4r_cmd_ground(int argc, char **argv);
 int v4r_cmd_cache(int argc, char **argv);
 int v4r_cmd_standin(int argc, char **argv);
+int v4r_cmd_report(int argc, char **argv);
+int v4r_cmd_explain(int argc, char **argv);
+int v4r_cmd_run(int argc, char **argv);
 
 /* Prints "vlm4rec: <message>" for a failed status and returns its exit code. */
 int v4r_cli_report(const v4r_err *err);

@@ -60,4 +60,14 @@ int v4r_encoder_hidden_states(v4r_encoder *e, const int32_t *ids, size_t len, fl
 size_t v4r_encoder_layers(const v4r_encoder *e);
 size_t v4r_encoder_hidden_size(const v4r_encoder *e);
 
+/* ---- TF-IDF: the offline fallback encoder (not Sentence-BERT) ---- */
+
+/* The name every output of the TF-IDF encoder carries. */
+#define V4R_TFIDF_NAME "tfidf (offline fallback)"
+/* Hashed TF-IDF vectors of n texts into out (n x dim): lowercased word tokens (runs of ASCII
+ * letters and digits, or of non-ASCII bytes), hashed (FNV-1a 64) into dim buckets; sublinear term
+ * frequency 1 + ln(tf); idf = ln((1 + n) / (1 + df)) + 1 with df the texts having the bucket;
+ * rows L2-normalized. A text without a token gets a zero row. docs/text.md has the details. */
+int v4r_tfidf_encode(const char *const *texts, size_t n, size_t dim, float *out, v4r_err *err);
+
 #endif

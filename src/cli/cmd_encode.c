@@ -12,7 +12,7 @@
 #include "vlm4rec/text.h"
 
 static const char *encode_help =
-    "usage: vlm4rec encode --model DIR|ORG/NAME (--input FILE | --dataset DIR --titles) -o OUT.npy [options]\n"
+    "usage: vlm4rec encode (--model DIR|ORG/NAME | --tfidf) (--input FILE | --dataset DIR --titles) -o OUT.npy [options]\n"
     "\n"
     "Embeds every text with the model (tokenized and truncated to its max_seq_length, pooled and\n"
     "normalized as its sentence-transformers files say).\n"
@@ -20,7 +20,8 @@ static const char *encode_help =
     "                     (see 'vlm4rec pull')\n"
     "  --input FILE       JSONL ({\"item\": ID, \"text\": ...} a line; \"id\" is accepted for \"item\",\n"
     "                     \"description\" for \"text\", as 'cache export' writes) or TSV\n"
-    "                     (item<TAB>text a line, an optional header 'item<TAB>text'); by extension\n"
+    "                     (item<TAB>text a line, an optional header 'item<TAB>text' or\n"
+    "                     'item<TAB>description'); by extension\n"
     "                     .jsonl/.json or .tsv/.txt, or --format; or a semantic cache (an SQLite file,\n"
     "                     told by its first bytes): each item's most recent description\n"
     "  --format F         jsonl, tsv or cache\n"
@@ -37,6 +38,10 @@ static const char *encode_help =
     "  --threads N        worker threads (default: all cores)\n"
     "  --offline          never touch the network to resolve --model\n"
     "  -q, --quiet        no progress or log lines\n"
+    "  --tfidf            instead of --model: the built-in TF-IDF encoder, the OFFLINE FALLBACK (hashed\n"
+    "                     word unigrams, sublinear tf, idf fitted on this input, L2-normalized; not\n"
+    "                     Sentence-BERT: label its vectors \"" V4R_TFIDF_NAME "\")\n"
+    "  --dim N            with --tfidf: hash buckets = vector size (default 1024)\n"
     "An empty (or all-blank) text counts as no text. Invalid UTF-8 is an error naming the line.\n";
 
 enum { IN_TSV, IN_JSONL, IN_CACHE };
@@ -44,8 +49,8 @@ enum { IN_TSV, IN_JSONL, IN_CACHE };
 typedef struct {
     const char *model, *input, *format, *dataset, *output, *covered_out;
     const char *cache_model, *cache_prompt_hash;
-    int titles, offline, kind;
-    size_t batch;
+    int titles, offline, kind, tfidf;
+    size_t batch, dim;
 } encode_args;
 
 typedef struct {
@@ -124,8 +129,8 @@ static int tsv_line(text_list *l, const char *path, long lineno, char *line, v4r
 {
     char *f[3];
     size_t n = v4r_tsv_split(line, f, 3);
-    if (lineno == 1 && n == 2 && !strcmp(f[0], "item") && !strcmp(f[1], "text"))
-        return V4R_OK; /* header */
+    if (lineno == 1 && n == 2 && !strcmp(f[0], "item") && (!strcmp(f[1], "text") || !strcmp(f[1], "description")))
+        return V4R_OK; /* header (the synthetic catalog's descriptions.tsv has item, description) */
     if (n != 2)
         return v4r_fail(err, V4R_EINPUT, "%s:%ld: %zu fields, expected item<TAB>text", path, lineno, n);
     v4r_tsv_unescape(f[0]);
@@ -247,6 +252,65 @@ static int encode_chunks(v4r_encoder *enc, const int32_t **seq, const size_t *le
     return rc;
 }
 
+/* The vectors, and with a dataset the ids of the items that got one. */
+static int write_outputs(const encode_args *a, const float *vec, const uint8_t *has, size_t n_rows, size_t dim,
+                         size_t n_seq, size_t n_texts, const v4r_dataset *ds, v4r_err *err)
+{
+    int rc = v4r_npy_write(a->output, vec, n_rows, dim, err);
+    if (!rc && ds) {
+        char *cov = a->covered_out ? v4r_strdup(a->covered_out) : v4r_cli_beside(a->output, ".covered.txt");
+        rc = write_covered(cov, ds, has, err);
+        if (!rc)
+            v4r_info("%zu of %zu items have a vector; their ids are in %s", n_seq, n_rows, cov);
+        free(cov);
+    }
+    if (!rc && n_seq < n_texts)
+        v4r_warn("%zu empty texts got no vector", n_texts - n_seq);
+    return rc;
+}
+
+static int blank_text(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
+            return 0;
+    return 1;
+}
+
+/* The TF-IDF fallback: the idf is fitted on the non-blank texts of this input. */
+static int encode_rows_tfidf(const encode_args *a, const text_list *l, const int64_t *row, size_t n_rows,
+                             const v4r_dataset *ds, v4r_err *err)
+{
+    const char **texts = v4r_malloc((l->n ? l->n : 1) * sizeof *texts);
+    size_t *of = v4r_malloc((l->n ? l->n : 1) * sizeof *of), n = 0, n_seq = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (!blank_text(l->text[i])) {
+            texts[n] = l->text[i];
+            of[n++] = i;
+        }
+    float *tmp = v4r_malloc((n ? n : 1) * a->dim * sizeof *tmp), *vec = v4r_calloc(n_rows * a->dim, sizeof *vec);
+    uint8_t *has = v4r_calloc(n_rows ? n_rows : 1, 1);
+    int rc = v4r_tfidf_encode(texts, n, a->dim, tmp, err);
+    for (size_t t = 0; t < n && !rc; t++) {
+        float norm = 0;
+        for (size_t d = 0; d < a->dim; d++)
+            norm += tmp[t * a->dim + d] * tmp[t * a->dim + d];
+        if (norm == 0)
+            continue; /* no word at all: no vector */
+        memcpy(vec + (size_t)row[of[t]] * a->dim, tmp + t * a->dim, a->dim * sizeof *vec);
+        has[row[of[t]]] = 1;
+        n_seq++;
+    }
+    if (!rc)
+        rc = write_outputs(a, vec, has, n_rows, a->dim, n_seq, l->n, ds, err);
+    free(texts);
+    free(of);
+    free(tmp);
+    free(vec);
+    free(has);
+    return rc;
+}
+
 /* Encodes the non-blank texts and writes the rows; returns the count encoded in *done. */
 static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *l, const int64_t *row, size_t n_rows,
                        const v4r_dataset *ds, v4r_err *err)
@@ -272,16 +336,7 @@ static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *
         has[row[seq_of[s]]] = 1;
     }
     if (!rc)
-        rc = v4r_npy_write(a->output, vec, n_rows, dim, err);
-    if (!rc && ds) {
-        char *cov = a->covered_out ? v4r_strdup(a->covered_out) : v4r_cli_beside(a->output, ".covered.txt");
-        rc = write_covered(cov, ds, has, err);
-        if (!rc)
-            v4r_info("%zu of %zu items have a vector; their ids are in %s", n_seq, n_rows, cov);
-        free(cov);
-    }
-    if (!rc && n_seq < l->n)
-        v4r_warn("%zu empty texts got no vector", l->n - n_seq);
+        rc = write_outputs(a, vec, has, n_rows, dim, n_seq, l->n, ds, err);
     for (size_t i = 0; i < l->n; i++)
         free(ids[i]);
     free(ids);
@@ -359,6 +414,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"threads", required_argument, 0, 'j'}, {"offline", no_argument, 0, 'O'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {"cache-model", required_argument, 0, 'M'}, {"cache-prompt-hash", required_argument, 0, 'H'},
+        {"tfidf", no_argument, 0, 'T'},         {"dim", required_argument, 0, 'D'},
         {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
@@ -374,6 +430,8 @@ static int parse_args(int argc, char **argv, encode_args *a)
         case 'b': rc = v4r_opt_size("encode", "batch-size", optarg, &a->batch); break;
         case 'j': rc = v4r_opt_threads("encode", optarg); break;
         case 'O': a->offline = 1; break;
+        case 'T': a->tfidf = 1; break;
+        case 'D': rc = v4r_opt_size("encode", "dim", optarg, &a->dim); break;
         case 'M': a->cache_model = optarg; break;
         case 'H': a->cache_prompt_hash = optarg; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
@@ -383,8 +441,10 @@ static int parse_args(int argc, char **argv, encode_args *a)
     }
     if (!rc && optind != argc)
         rc = v4r_cli_usage_error("encode", "unexpected argument '%s'", argv[optind]);
-    if (!rc && (!a->model || !a->output))
-        rc = v4r_cli_usage_error("encode", "--model and -o are required");
+    if (!rc && (!a->model == !a->tfidf || !a->output))
+        rc = v4r_cli_usage_error("encode", "-o and one of --model or --tfidf are required");
+    if (!rc && a->tfidf && (a->dim == 0 || a->dim > 1000000))
+        rc = v4r_cli_usage_error("encode", "--dim must be 1..1000000");
     if (!rc && !a->input == !a->titles)
         rc = v4r_cli_usage_error("encode", "give either --input FILE or --titles (with --dataset)");
     if (!rc && a->titles && !a->dataset)
@@ -423,18 +483,22 @@ static int run_encode(const encode_args *a, v4r_err *err)
     else if (!rc)
         titles_of(&ds, &l);
     char *model_dir = NULL;
-    if (!rc)
+    if (!rc && !a->tfidf)
         rc = v4r_cli_resolve_model(a->model, a->offline, &model_dir, err);
-    if (!rc)
+    if (!rc && !a->tfidf)
         rc = v4r_encoder_load(model_dir, &enc, err);
     int64_t *row = v4r_malloc((l.n ? l.n : 1) * sizeof *row);
     if (!rc)
         rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);
     if (!rc) {
         double t0 = v4r_now();
-        rc = encode_rows(enc, a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+        if (a->tfidf)
+            rc = encode_rows_tfidf(a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+        else
+            rc = encode_rows(enc, a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
         if (!rc)
-            v4r_info("encoded %zu texts in %.1fs into %s", l.n, v4r_now() - t0, a->output);
+            v4r_info("encoded %zu texts in %.1fs into %s%s", l.n, v4r_now() - t0, a->output,
+                     a->tfidf ? " with " V4R_TFIDF_NAME ", not Sentence-BERT" : "");
     }
     free(row);
     free(model_dir);
@@ -448,6 +512,7 @@ static int run_encode(const encode_args *a, v4r_err *err)
 int v4r_cmd_encode(int argc, char **argv)
 {
     encode_args a = {0};
+    a.dim = 1024;
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc < 0 ? 0 : rc;

@@ -16,10 +16,14 @@ static const char *usage =
     "  tokenize         print the WordPiece token ids of texts (JSONL)\n"
     "  encode           embed texts with a Sentence-BERT / BERT model into a .npy\n"
     "  embed-images     embed the items' images with a CLIP vision model into a .npy\n"
+    "  train            train a fusion baseline (attention, gating, SMORE) into item vectors\n"
     "  ground           describe every item image with a vision-language model server\n"
     "  cache            the semantic cache: stats, export, import, merge\n"
     "  standin          a stand-in chat-completions server for tests and the offline demo\n"
     "                   (not a vision-language model)\n"
+    "  report           results files into report.md and a self-contained report.html\n"
+    "  explain          a user's history and the top-K of two representations side by side\n"
+    "  run              the whole study from a config file, stage by stage, skipping what is done\n"
     "  demo             the whole pipeline on the embedded synthetic default\n"
     "  help             this text\n"
     "  version          print the version\n"
@@ -51,12 +55,20 @@ int main(int argc, char **argv)
         return v4r_cmd_encode(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed-images"))
         return v4r_cmd_embed_images(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return v4r_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "ground"))
         return v4r_cmd_ground(argc - 1, argv + 1);
     if (!strcmp(cmd, "cache"))
         return v4r_cmd_cache(argc - 1, argv + 1);
     if (!strcmp(cmd, "standin"))
         return v4r_cmd_standin(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report"))
+        return v4r_cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "explain"))
+        return v4r_cmd_explain(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run"))
+        return v4r_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return v4r_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "vlm4rec: unknown command '%s'\n\n%s", cmd, usage);

@@ -1,0 +1,324 @@
+/* Training attention and gating fusion: the epoch's examples (co-interaction pairs or, for the
+ * released objective, single items), sampled negatives, fixed validation batches, Adam steps with
+ * clipping, the best epoch by validation loss, and a stop on a loss that is not finite. */
+#include "train_internal.h"
+#include "ad_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Seeds of the random streams, derived from the run's seed. */
+enum { SEED_INIT = 1, SEED_EPOCH = 2, SEED_VALID = 3 };
+
+typedef struct {
+    const v4r_train_opts *o;
+    const v4r_dataset *ds;
+    v4r_fusion_model *m;
+    v4r_user_items train;
+    int32_t *cands; /* candidate items: negatives and the released objective's examples */
+    size_t n_cands;
+    /* training examples: anchor items and (co-interaction) their users */
+    int32_t *ex_item, *ex_user;
+    size_t n_ex;
+    /* validation batches: anchors, positives (NULL for released), negatives for each batch */
+    int32_t *va_item, *va_pos, *va_neg;
+    size_t n_va;
+    v4r_valid_set valid;
+    v4r_ad_tape *tape;
+    v4r_ad_tensor *text, *vision; /* constants over the whole catalog */
+    float *best;
+} fusion_run;
+
+static uint64_t stream(uint64_t seed, uint64_t purpose, uint64_t index)
+{
+    return seed * 0x9e3779b97f4a7c15ULL ^ purpose << 56 ^ index;
+}
+
+/* A positive for the anchor at position pos of its user's list: another position, uniformly. */
+static int32_t other_item(const v4r_user_items *ui, int32_t user, int32_t anchor, v4r_rng *rng)
+{
+    size_t lo = ui->off[user], n = ui->off[user + 1] - lo;
+    size_t k = (size_t)v4r_rng_below(rng, n - 1), at = lo;
+    while (ui->items[at] != anchor)
+        at++;
+    if (lo + k >= at)
+        k++;
+    return ui->items[lo + k];
+}
+
+static void build_examples(fusion_run *r)
+{
+    size_t cap = r->o->objective == V4R_OBJ_RELEASED ? r->n_cands : r->train.off[r->train.n_users];
+    r->ex_item = v4r_malloc((cap + 1) * sizeof *r->ex_item);
+    r->ex_user = v4r_malloc((cap + 1) * sizeof *r->ex_user);
+    r->n_ex = 0;
+    if (r->o->objective == V4R_OBJ_RELEASED) {
+        memcpy(r->ex_item, r->cands, r->n_cands * sizeof *r->ex_item);
+        r->n_ex = r->n_cands;
+        return;
+    }
+    for (size_t u = 0; u < r->train.n_users; u++)
+        if (r->train.off[u + 1] - r->train.off[u] >= 2)
+            for (size_t k = r->train.off[u]; k < r->train.off[u + 1]; k++) {
+                r->ex_item[r->n_ex] = r->train.items[k];
+                r->ex_user[r->n_ex++] = (int32_t)u;
+            }
+}
+
+/* Validation examples, fixed for the run: each validation interaction (anchor) with one training
+ * item of the same user (positive); or, for the released objective, the distinct validation items. */
+static void build_validation(fusion_run *r)
+{
+    v4r_user_items va;
+    v4r_user_items_build(r->ds, V4R_VALID, r->o->covered, &va);
+    size_t cap = va.off[va.n_users];
+    r->va_item = v4r_malloc((cap + 1) * sizeof *r->va_item);
+    r->va_pos = v4r_malloc((cap + 1) * sizeof *r->va_pos);
+    v4r_rng rng;
+    v4r_rng_seed(&rng, stream(r->o->seed, SEED_VALID, 0));
+    r->n_va = 0;
+    if (r->o->objective == V4R_OBJ_RELEASED) {
+        uint8_t *seen = v4r_calloc(r->ds->n_items, 1);
+        for (size_t k = 0; k < cap; k++)
+            if (!seen[va.items[k]]++)
+                r->va_item[r->n_va++] = va.items[k];
+        free(seen);
+    } else {
+        for (size_t u = 0; u < va.n_users; u++) {
+            size_t lo = r->train.off[u], nt = r->train.off[u + 1] - lo;
+            for (size_t k = va.off[u]; k < va.off[u + 1] && nt; k++) {
+                r->va_item[r->n_va] = va.items[k];
+                r->va_pos[r->n_va++] = r->train.items[lo + v4r_rng_below(&rng, nt)];
+            }
+        }
+    }
+    size_t nb = (r->n_va + r->o->batch - 1) / r->o->batch, nn = r->o->objective == V4R_OBJ_RELEASED ? 0 : r->o->negatives;
+    r->va_neg = v4r_malloc((nb * nn + 1) * sizeof *r->va_neg);
+    for (size_t i = 0; i < nb * nn; i++)
+        r->va_neg[i] = r->cands[v4r_rng_below(&rng, r->n_cands)];
+    v4r_user_items_free(&va);
+}
+
+/* The loss of examples [b0, b0 + n) of the given arrays (positives NULL: released). */
+static v4r_ad_tensor *batch_loss(fusion_run *r, const int32_t *item, const int32_t *pos, size_t n, const int32_t *neg,
+                                 size_t n_neg)
+{
+    v4r_ad_tape_reset(r->tape);
+    size_t ni = r->ds->n_items;
+    r->text = v4r_ad_const(r->tape, ni, r->o->dim_text, r->o->text);
+    r->vision = v4r_ad_const(r->tape, ni, r->o->dim_vision, r->o->vision);
+    return v4r_fusion_batch_loss(r->tape, r->m, r->text, r->vision, item, pos, n, neg, n_neg, (float)r->o->temperature);
+}
+
+static double validation_loss(fusion_run *r)
+{
+    size_t bs = r->o->batch, nn = r->o->objective == V4R_OBJ_RELEASED ? 0 : r->o->negatives;
+    double sum = 0;
+    for (size_t b0 = 0, b = 0; b0 < r->n_va; b0 += bs, b++) {
+        size_t n = r->n_va - b0 < bs ? r->n_va - b0 : bs;
+        const int32_t *pos = r->o->objective == V4R_OBJ_RELEASED ? NULL : r->va_pos + b0;
+        sum += (double)batch_loss(r, r->va_item + b0, pos, n, r->va_neg + b * nn, nn)->val[0] * (double)n;
+    }
+    v4r_ad_tape_reset(r->tape);
+    return sum / (double)r->n_va;
+}
+
+static void shuffle(int32_t *a, int32_t *b, size_t n, v4r_rng *rng)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)v4r_rng_below(rng, i);
+        int32_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+        t = b[i - 1];
+        b[i - 1] = b[j];
+        b[j] = t;
+    }
+}
+
+/* One epoch of Adam steps; returns the step (from 1) at which the loss or the gradient stopped
+ * being finite, or 0. */
+static size_t train_epoch(fusion_run *r, v4r_epoch_log *e, const v4r_adam *adam)
+{
+    const v4r_train_opts *o = r->o;
+    v4r_rng rng;
+    v4r_rng_seed(&rng, stream(o->seed, SEED_EPOCH, e->epoch));
+    shuffle(r->ex_item, r->ex_user, r->n_ex, &rng);
+    size_t nn = o->objective == V4R_OBJ_RELEASED ? 0 : o->negatives, bs = o->batch;
+    int32_t *pos = v4r_malloc((bs + 1) * sizeof *pos), *neg = v4r_malloc((nn + 1) * sizeof *neg);
+    char label[48];
+    snprintf(label, sizeof label, "epoch %zu/%zu", e->epoch, o->epochs);
+    v4r_progress prog;
+    v4r_progress_start(&prog, label, r->n_ex);
+    double t0 = v4r_now(), loss_sum = 0, norm_sum = 0;
+    size_t bad = 0;
+    for (size_t b0 = 0; b0 < r->n_ex && !bad; b0 += bs) {
+        size_t n = r->n_ex - b0 < bs ? r->n_ex - b0 : bs;
+        for (size_t i = 0; i < n && o->objective != V4R_OBJ_RELEASED; i++)
+            pos[i] = other_item(&r->train, r->ex_user[b0 + i], r->ex_item[b0 + i], &rng);
+        for (size_t i = 0; i < nn; i++)
+            neg[i] = r->cands[v4r_rng_below(&rng, r->n_cands)];
+        v4r_params_zero_grad(&r->m->params);
+        v4r_ad_tensor *loss = batch_loss(r, r->ex_item + b0, o->objective == V4R_OBJ_RELEASED ? NULL : pos, n, neg, nn);
+        e->steps++;
+        if (!isfinite(loss->val[0])) {
+            bad = e->steps;
+            break;
+        }
+        v4r_ad_backward(r->tape, loss);
+        double norm = o->clip > 0 ? v4r_params_clip(&r->m->params, o->clip) : v4r_params_grad_norm(&r->m->params);
+        if (!isfinite(norm)) {
+            bad = e->steps;
+            break;
+        }
+        v4r_adam_step(&r->m->params, adam, e->lr);
+        loss_sum += loss->val[0];
+        norm_sum += norm;
+        v4r_progress_add(&prog, n);
+    }
+    v4r_progress_end(&prog);
+    v4r_ad_tape_reset(r->tape);
+    e->train_loss = loss_sum / (double)(e->steps - (bad != 0));
+    e->grad_norm = norm_sum / (double)(e->steps - (bad != 0));
+    e->seconds = v4r_now() - t0;
+    free(pos);
+    free(neg);
+    return bad;
+}
+
+/* Fused vectors of every candidate item (zero rows for the others). */
+static void all_vectors(fusion_run *r, float *out)
+{
+    const v4r_train_opts *o = r->o;
+    size_t ni = r->ds->n_items, dim = o->dim;
+    if (!o->covered) {
+        v4r_fusion_apply(r->m, o->text, o->vision, ni, out);
+        return;
+    }
+    float *t = v4r_malloc(r->n_cands * o->dim_text * sizeof *t), *v = v4r_malloc(r->n_cands * o->dim_vision * sizeof *v);
+    float *y = v4r_malloc(r->n_cands * dim * sizeof *y);
+    for (size_t j = 0; j < r->n_cands; j++) {
+        memcpy(t + j * o->dim_text, o->text + (size_t)r->cands[j] * o->dim_text, o->dim_text * sizeof *t);
+        memcpy(v + j * o->dim_vision, o->vision + (size_t)r->cands[j] * o->dim_vision, o->dim_vision * sizeof *v);
+    }
+    v4r_fusion_apply(r->m, t, v, r->n_cands, y);
+    memset(out, 0, ni * dim * sizeof *out);
+    for (size_t j = 0; j < r->n_cands; j++)
+        memcpy(out + (size_t)r->cands[j] * dim, y + j * dim, dim * sizeof *out);
+    free(t);
+    free(v);
+    free(y);
+}
+
+static int evaluate_epoch(fusion_run *r, v4r_epoch_log *e, float *items, v4r_err *err)
+{
+    double t0 = v4r_now();
+    e->valid_loss = validation_loss(r);
+    int rc = V4R_OK;
+    if (r->o->valid_recall) {
+        all_vectors(r, items);
+        rc = v4r_valid_recall(&r->valid, items, r->ds->n_items, r->o->dim, &e->valid_recall, err);
+    }
+    e->eval_seconds = v4r_now() - t0;
+    return rc;
+}
+
+static int setup(fusion_run *r, v4r_train_log *log, v4r_err *err)
+{
+    double t0 = v4r_now();
+    const v4r_train_opts *o = r->o;
+    int rc = v4r_valid_init(&r->valid, r->ds, o->covered, err);
+    if (rc)
+        return rc;
+    r->cands = v4r_candidate_items(r->ds->n_items, o->covered, &r->n_cands);
+    v4r_user_items_build(r->ds, V4R_TRAIN, o->covered, &r->train);
+    build_examples(r);
+    build_validation(r);
+    if (r->n_ex == 0)
+        return v4r_fail(err, V4R_EINPUT, "%s: nothing to train on: no user has two training items%s",
+                        r->ds->dir ? r->ds->dir : "dataset", o->covered ? " among the covered items" : "");
+    if (r->n_va == 0)
+        return v4r_fail(err, V4R_EINPUT, "%s: no validation example (a validation item of a user with training items)",
+                        r->ds->dir ? r->ds->dir : "dataset");
+    if (r->n_cands < 2)
+        return v4r_fail(err, V4R_EINPUT, "fewer than two candidate items");
+    log->train_pairs = r->n_ex;
+    log->setup_seconds = v4r_now() - t0;
+    return V4R_OK;
+}
+
+static void run_free(fusion_run *r)
+{
+    v4r_valid_free(&r->valid);
+    v4r_user_items_free(&r->train);
+    free(r->cands);
+    free(r->ex_item);
+    free(r->ex_user);
+    free(r->va_item);
+    free(r->va_pos);
+    free(r->va_neg);
+    free(r->best);
+    v4r_ad_tape_free(r->tape);
+}
+
+static int train_loop(fusion_run *r, v4r_train_log *log, float *items, v4r_err *err)
+{
+    const v4r_train_opts *o = r->o;
+    v4r_adam adam;
+    v4r_adam_defaults(&adam);
+    adam.lr = o->lr;
+    adam.weight_decay = o->weight_decay;
+    adam.decoupled = o->decoupled;
+    double best_loss = INFINITY;
+    r->best = v4r_malloc(v4r_params_count(&r->m->params) * sizeof *r->best);
+    for (size_t ep = 1; ep <= o->epochs; ep++) {
+        v4r_epoch_log *e = v4r_train_log_push(log);
+        e->lr = v4r_lr_at(&o->schedule, o->lr, ep - 1);
+        size_t bad = train_epoch(r, e, &adam);
+        if (bad)
+            return v4r_train_diverged(log, ep, bad, "loss or its gradient", "validation loss", err);
+        int rc = evaluate_epoch(r, e, items, err);
+        if (rc)
+            return rc;
+        if (!isfinite(e->valid_loss))
+            return v4r_train_diverged(log, ep, e->steps, "validation loss", "validation loss", err);
+        if (e->valid_loss < best_loss) {
+            best_loss = e->valid_loss;
+            log->best_epoch = ep;
+            v4r_params_snapshot(&r->m->params, r->best);
+        }
+        char recall[48] = "";
+        if (o->valid_recall)
+            snprintf(recall, sizeof recall, ", valid recall@20 %.4f", e->valid_recall);
+        v4r_info("epoch %zu/%zu: loss %.4f, valid loss %.4f%s (%.1f s + %.1f s validation)", ep, o->epochs,
+                 e->train_loss, e->valid_loss, recall, e->seconds, e->eval_seconds);
+        if (o->on_epoch)
+            o->on_epoch(o->ctx, log, &r->m->params);
+    }
+    return V4R_OK;
+}
+
+int v4r_train_fusion(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, v4r_train_log *log,
+                     v4r_err *err)
+{
+    fusion_run r = {.o = o, .ds = ds, .tape = v4r_ad_tape_new()};
+    r.m = v4r_malloc(sizeof *r.m);
+    v4r_fusion_model_init(r.m, o->model, o->dim_text, o->dim_vision, o->hidden, o->dim, stream(o->seed, SEED_INIT, 0));
+    out->model = r.m;
+    out->model_kind = o->model;
+    out->params = &r.m->params;
+    out->n_items = ds->n_items;
+    out->dim = o->dim;
+    out->items = v4r_calloc(ds->n_items * o->dim, sizeof *out->items);
+    int rc = setup(&r, log, err);
+    if (!rc)
+        rc = train_loop(&r, log, out->items, err);
+    if (log->best_epoch) { /* the best epoch's weights and vectors, also after a divergence */
+        v4r_params_restore(&r.m->params, r.best);
+        all_vectors(&r, out->items);
+    }
+    run_free(&r);
+    return rc;
+}

@@ -1,0 +1,288 @@
+/* SMORE: the kNN, fusion and user-item graphs against brute force, the gradient of the full loss
+ * against finite differences, and training on the synthetic catalog (the loss falls, validation
+ * Recall@20 rises, seeded runs repeat, a covered subset, a NaN keeps the best epoch). */
+#include "testutil.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vlm4rec/fusion.h"
+#include "vlm4rec/rec.h"
+
+static void fill(float *x, size_t n, uint64_t seed)
+{
+    v4r_rng r;
+    v4r_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)v4r_rng_normal(&r);
+}
+
+/* entry (r, c) of a CSR matrix, 0 when absent */
+static float at(const v4r_csr *m, size_t r, size_t c)
+{
+    for (size_t k = m->ptr[r]; k < m->ptr[r + 1]; k++)
+        if ((size_t)m->col[k] == c)
+            return m->val[k];
+    return 0.0f;
+}
+
+/* ---- graphs ---- */
+
+static void test_knn_graph(void **state)
+{
+    (void)state;
+    enum { N = 30, D = 5, K = 4 };
+    float x[N * D];
+    fill(x, N * D, 1);
+    memcpy(x + 7 * D, x + 3 * D, D * sizeof(float)); /* item 7 duplicates item 3: a tie at cosine 1 */
+    for (size_t c = 0; c < D; c++)
+        x[9 * D + c] = 0; /* a zero row */
+    v4r_spmat g;
+    v4r_knn_graph(x, N, D, K, &g);
+    assert_int_equal(g.a.nnz, N * K);
+    double cosine[N][N], deg[N] = {0};
+    int32_t nb[N][K];
+    for (size_t i = 0; i < N; i++) {
+        double ni = 0;
+        for (size_t c = 0; c < D; c++)
+            ni += x[i * D + c] * x[i * D + c];
+        for (size_t j = 0; j < N; j++) {
+            double nj = 0, dot = 0;
+            for (size_t c = 0; c < D; c++)
+                nj += x[j * D + c] * x[j * D + c], dot += x[i * D + c] * x[j * D + c];
+            cosine[i][j] = ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : 0;
+        }
+        uint8_t taken[N] = {0};
+        for (size_t k = 0; k < K; k++) { /* the best untaken; ties to the lower index */
+            int32_t best = -1;
+            for (size_t j = 0; j < N; j++)
+                if (!taken[j] && (best < 0 || cosine[i][j] > cosine[i][best] + 1e-6))
+                    best = (int32_t)j;
+            taken[best] = 1;
+            nb[i][k] = best;
+            deg[i] += cosine[i][best];
+        }
+    }
+    assert_true(nb[3][0] == 3 && nb[3][1] == 7 && nb[7][0] == 3 && nb[7][1] == 7);
+    for (size_t i = 0; i < N; i++)
+        for (size_t k = 0; k < K; k++) {
+            size_t j = (size_t)nb[i][k];
+            double want = deg[i] > 0 && deg[j] > 0 ? cosine[i][j] / sqrt(deg[i] * deg[j]) : 0;
+            if (fabs(at(&g.a, i, j) - want) > 1e-5)
+                fail_msg("(%zu, %zu): %g, want %g", i, j, at(&g.a, i, j), want);
+        }
+    for (size_t k = g.a.ptr[9]; k < g.a.ptr[10]; k++) /* the zero row: no weight */
+        assert_true(g.a.val[k] == 0);
+    v4r_spmat_free(&g);
+}
+
+/* A tiny model: 5 users, 8 items, 13 interactions (one repeated), 8-d. */
+static void tiny_model(v4r_smore_model *m, uint64_t seed)
+{
+    static const int32_t user[] = {0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 0};
+    static const int32_t item[] = {0, 1, 2, 2, 3, 4, 5, 1, 6, 7, 0, 7, 1};
+    float text[8 * 6], vision[8 * 7];
+    fill(text, 8 * 6, seed);
+    fill(vision, 8 * 7, seed + 1);
+    v4r_smore_init(m, 5, 8, user, item, 13, text, 6, vision, 7, 8, 3, 2, seed + 2);
+}
+
+static void test_graphs(void **state)
+{
+    (void)state;
+    v4r_smore_model m;
+    tiny_model(&m, 1);
+    /* user-item: 1 / sqrt(deg u deg i) over the distinct interactions, symmetric */
+    static const int deg_u[5] = {3, 2, 3, 2, 2}, deg_i[8] = {2, 2, 2, 1, 1, 1, 1, 2};
+    assert_int_equal(m.r_norm.a.nnz, 12);
+    assert_true(fabs(at(&m.r_norm.a, 0, 1) - 1 / sqrt(deg_u[0] * deg_i[1])) < 1e-6);
+    assert_true(fabs(at(&m.r_norm.a, 3, 6) - 1 / sqrt(deg_u[3] * deg_i[6])) < 1e-6);
+    assert_true(at(&m.r_norm.a, 1, 0) == 0);
+    assert_int_equal(m.ui_adj.a.nnz, 24);
+    for (size_t r = 0; r < 13; r++)
+        for (size_t c = 0; c < 13; c++)
+            assert_true(at(&m.ui_adj.a, r, c) == at(&m.ui_adj.a, c, r));
+    assert_true(at(&m.ui_adj.a, 2, 5 + 4) == at(&m.r_norm.a, 2, 4));
+    /* fusion: the element-wise maximum over the union */
+    for (size_t r = 0; r < 8; r++)
+        for (size_t c = 0; c < 8; c++) {
+            float a = at(&m.image_adj.a, r, c), b = at(&m.text_adj.a, r, c), f = at(&m.fusion_adj.a, r, c);
+            float present_a = a != 0, present_b = b != 0;
+            float want = present_a && present_b ? fmaxf(a, b) : present_a ? a : b;
+            assert_true(f == want);
+        }
+    v4r_smore_free(&m);
+}
+
+/* ---- the full loss ---- */
+
+static float loss_value(v4r_ad_tape *t, const v4r_smore_model *m)
+{
+    static const int32_t user[] = {0, 2, 4, 1}, pos[] = {1, 5, 7, 3}, neg[] = {6, 0, 2, 7};
+    v4r_ad_tape_reset(t);
+    return v4r_smore_loss(t, m, user, pos, neg, 4, 4, 0.1, 0.5, 0.2f)->val[0];
+}
+
+static void test_smore_grad(void **state)
+{
+    (void)state;
+    v4r_smore_model m;
+    tiny_model(&m, 5);
+    v4r_ad_tape *t = v4r_ad_tape_new();
+    static const int32_t user[] = {0, 2, 4, 1}, pos[] = {1, 5, 7, 3}, neg[] = {6, 0, 2, 7};
+    v4r_params_zero_grad(&m.params);
+    v4r_ad_backward(t, v4r_smore_loss(t, &m, user, pos, neg, 4, 4, 0.1, 0.5, 0.2f));
+    size_t checked = 0, bad = 0;
+    for (size_t p = 0; p < m.params.n; p++) {
+        v4r_ad_tensor *x = &m.params.p[p]->t;
+        for (size_t i = 0; i < x->rows * x->cols; i++) {
+            float keep = x->val[i], h = 1e-2f;
+            x->val[i] = keep + h;
+            double up = loss_value(t, &m);
+            x->val[i] = keep - h;
+            double down = loss_value(t, &m);
+            x->val[i] = keep;
+            double numeric = (up - down) / (2.0 * h), analytic = x->grad[i];
+            checked++;
+            if (fabs(numeric - analytic) > 1e-3 + 2e-2 * fabs(numeric)) {
+                bad++;
+                print_message("%s[%zu]: analytic %.6g, numeric %.6g\n", m.params.p[p]->name, i, analytic, numeric);
+            }
+        }
+    }
+    assert_true(checked > 600);
+    assert_int_equal(bad, 0);
+    v4r_ad_tape_free(t);
+    v4r_smore_free(&m);
+}
+
+/* ---- training ---- */
+
+typedef struct {
+    char *dir;
+    v4r_dataset ds;
+    v4r_matrix desc, visual;
+} catalog;
+
+static void catalog_make(catalog *c, size_t users, size_t items, size_t interactions)
+{
+    c->dir = tu_tmpdir();
+    v4r_synth_opts so;
+    v4r_synth_defaults(&so);
+    so.users = users, so.items = items, so.interactions = interactions;
+    v4r_err err = {0};
+    assert_int_equal(v4r_synth(c->dir, &so, &err), 0);
+    assert_int_equal(v4r_dataset_load(c->dir, &c->ds, &err), 0);
+    char *p = v4r_path_join(c->dir, "features/description.npy");
+    assert_int_equal(v4r_npy_read(p, &c->desc, &err), 0);
+    free(p);
+    p = v4r_path_join(c->dir, "features/visual.npy");
+    assert_int_equal(v4r_npy_read(p, &c->visual, &err), 0);
+    free(p);
+}
+
+static void catalog_free(catalog *c)
+{
+    v4r_dataset_free(&c->ds);
+    v4r_matrix_free(&c->desc);
+    v4r_matrix_free(&c->visual);
+    tu_rmtree(c->dir);
+    free(c->dir);
+}
+
+static void smore_opts(v4r_train_opts *o, const catalog *c)
+{
+    v4r_train_defaults(o, V4R_MODEL_SMORE);
+    o->text = c->desc.data, o->dim_text = c->desc.cols;
+    o->vision = c->visual.data, o->dim_vision = c->visual.cols;
+    o->batch = 256;
+    o->epochs = 6;
+    o->seed = 3;
+}
+
+static void test_smore_trains(void **state)
+{
+    (void)state;
+    catalog c;
+    catalog_make(&c, 300, 600, 3000);
+    v4r_train_opts o;
+    smore_opts(&o, &c);
+    v4r_trained a, b;
+    v4r_train_log la, lb;
+    v4r_err err = {0};
+    assert_int_equal(v4r_train(&c.ds, &o, &a, &la, &err), 0);
+    assert_int_equal(la.n_epochs, 6);
+    assert_true(la.epochs[5].train_loss < la.epochs[0].train_loss - 0.02);
+    assert_true(la.epochs[la.best_epoch - 1].native_recall > la.epochs[0].native_recall + 0.02);
+    assert_true(la.epochs[0].valid_recall > 0);
+    assert_non_null(a.users);
+    assert_int_equal(a.dim, 64);
+    for (size_t i = 0; i < a.n_users * a.dim; i++)
+        assert_true(isfinite(a.users[i]));
+    assert_non_null(v4r_params_find(a.params, "image_complex_weight"));
+    assert_int_equal(v4r_params_find(a.params, "image_complex_weight")->shape[1], 33);
+    /* the same seed, the same vectors */
+    assert_int_equal(v4r_train(&c.ds, &o, &b, &lb, &err), 0);
+    assert_memory_equal(a.items, b.items, a.n_items * a.dim * sizeof(float));
+    assert_memory_equal(a.users, b.users, a.n_users * a.dim * sizeof(float));
+    v4r_trained_free(&a), v4r_trained_free(&b);
+    v4r_train_log_free(&la), v4r_train_log_free(&lb);
+    catalog_free(&c);
+}
+
+static void poison(void *ctx, const v4r_train_log *log, v4r_params *ps)
+{
+    (void)ctx;
+    if (log->n_epochs == 2)
+        ps->p[0]->t.val[0] = NAN;
+}
+
+static void test_smore_covered_and_nan(void **state)
+{
+    (void)state;
+    catalog c;
+    catalog_make(&c, 200, 400, 2000);
+    v4r_train_opts o;
+    smore_opts(&o, &c);
+    o.epochs = 3;
+    uint8_t *cov = v4r_calloc(c.ds.n_items, 1);
+    for (size_t i = 0; i < c.ds.n_items; i++)
+        cov[i] = i % 3 != 0;
+    o.covered = cov;
+    v4r_trained tr;
+    v4r_train_log log;
+    v4r_err err = {0};
+    assert_int_equal(v4r_train(&c.ds, &o, &tr, &log, &err), 0);
+    for (size_t i = 0; i < tr.n_items; i++) {
+        double ss = 0;
+        for (size_t k = 0; k < tr.dim; k++)
+            ss += tr.items[i * tr.dim + k] * tr.items[i * tr.dim + k];
+        assert_true(cov[i] ? ss > 0 : ss == 0);
+    }
+    v4r_trained_free(&tr);
+    v4r_train_log_free(&log);
+    o.covered = NULL;
+    o.on_epoch = poison;
+    assert_int_equal(v4r_train(&c.ds, &o, &tr, &log, &err), V4R_EINPUT);
+    assert_non_null(strstr(err.msg, "not finite"));
+    assert_true(log.best_epoch >= 1 && log.best_epoch <= 2 && log.diverged_epoch == 3);
+    for (size_t i = 0; i < tr.n_items * tr.dim; i++)
+        assert_true(isfinite(tr.items[i]));
+    v4r_trained_free(&tr);
+    v4r_train_log_free(&log);
+    free(cov);
+    catalog_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_knn_graph),    cmocka_unit_test(test_graphs),
+        cmocka_unit_test(test_smore_grad),   cmocka_unit_test(test_smore_trains),
+        cmocka_unit_test(test_smore_covered_and_nan),
+    };
+    omp_set_num_threads(1); /* small models: one thread is fastest, and stays fast on a busy machine */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

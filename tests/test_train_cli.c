@@ -1,0 +1,262 @@
+/* `vlm4rec train` end to end: the three outputs and their shapes, and bad input (vector files of
+ * the wrong length or with NaN, a dataset without a validation split, a learning rate that makes
+ * the loss NaN, bad options) named with a non-zero exit and no output left behind. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vlm4rec/io.h"
+
+#define SMALL "--hidden 32 --dim 32 --batch-size 64 --negatives 64 --epochs 2 --threads 1"
+
+static char *make_catalog(void)
+{
+    char *dir = tu_tmpdir(), *out = NULL;
+    int rc = tu_run(&out, "dataset synth -o '%s/ds' --users 200 --items 400 --interactions 2000", dir);
+    if (rc != 0)
+        fail_msg("synth failed: %s", out);
+    free(out);
+    return dir;
+}
+
+static void cleanup(char *dir)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char *p = v4r_path_join(dir, name);
+    int e = v4r_file_exists(p);
+    free(p);
+    return e;
+}
+
+static void test_outputs(void **state)
+{
+    (void)state;
+    char *dir = make_catalog(), *out = NULL;
+    int rc = tu_run(&out,
+                    "train attention --dataset '%s/ds' --text features/description.npy --vision features/visual.npy "
+                    "-o '%s/att.npy' " SMALL,
+                    dir, dir);
+    if (rc != 0)
+        fail_msg("train failed (%d): %s", rc, out);
+    free(out);
+    char *p = v4r_path_join(dir, "att.npy");
+    v4r_matrix m;
+    v4r_err err = {0};
+    assert_int_equal(v4r_npy_read(p, &m, &err), 0);
+    assert_int_equal(m.rows, 400);
+    assert_int_equal(m.cols, 32);
+    v4r_matrix_free(&m);
+    free(p);
+    /* the weights, with PyTorch-style names and shapes */
+    p = v4r_path_join(dir, "att.safetensors");
+    v4r_safetensors *st;
+    assert_int_equal(v4r_st_open(p, &st, &err), 0);
+    size_t w_shape[2] = {32, 384}, ln_shape[1] = {32}, a_shape[2] = {2, 32};
+    float *w;
+    assert_int_equal(v4r_st_load(st, "text_proj.weight", 2, w_shape, &w, &err), 0);
+    free(w);
+    assert_int_equal(v4r_st_load(st, "output.1.weight", 1, ln_shape, &w, &err), 0);
+    free(w);
+    assert_int_equal(v4r_st_load(st, "attention.2.weight", 2, a_shape, &w, &err), 0);
+    free(w);
+    v4r_st_close(st);
+    free(p);
+    /* the log */
+    char *text = tu_read(dir, "att.log.json");
+    assert_non_null(text);
+    json_t *log = json_loads(text, 0, NULL);
+    assert_non_null(log);
+    assert_string_equal(json_string_value(json_object_get(log, "format")), "vlm4rec.train/1");
+    assert_string_equal(json_string_value(json_object_get(log, "model")), "attention");
+    json_t *epochs = json_object_get(log, "epochs");
+    assert_int_equal(json_array_size(epochs), 2);
+    json_t *e0 = json_array_get(epochs, 0);
+    assert_true(json_real_value(json_object_get(e0, "train_loss")) > 0);
+    assert_true(json_real_value(json_object_get(e0, "valid_recall@20")) > 0);
+    assert_true(json_is_integer(json_object_get(log, "best_epoch")));
+    assert_true(json_is_true(json_object_get(log, "complete")));
+    assert_true(json_is_null(json_object_get(log, "stopped")));
+    json_decref(log);
+    free(text);
+    /* the vectors rank under eval */
+    rc = tu_run(&out, "eval --dataset '%s/ds' --model att='%s/att.npy' --bootstrap 0", dir, dir);
+    assert_int_equal(rc, 0);
+    free(out);
+    cleanup(dir);
+}
+
+static void test_smore_outputs(void **state)
+{
+    (void)state;
+    char *dir = make_catalog(), *out = NULL;
+    int rc = tu_run(&out,
+                    "train smore --dataset '%s/ds' --text features/description.npy --vision features/visual.npy "
+                    "-o '%s/smore.npy' --epochs 2 --batch-size 256 --threads 1",
+                    dir, dir);
+    if (rc != 0)
+        fail_msg("train failed (%d): %s", rc, out);
+    free(out);
+    v4r_matrix m;
+    v4r_err err = {0};
+    char *p = v4r_path_join(dir, "smore.users.npy");
+    assert_int_equal(v4r_npy_read(p, &m, &err), 0);
+    assert_int_equal(m.rows, 200);
+    assert_int_equal(m.cols, 64);
+    v4r_matrix_free(&m);
+    free(p);
+    p = v4r_path_join(dir, "smore.safetensors");
+    v4r_safetensors *st;
+    assert_int_equal(v4r_st_open(p, &st, &err), 0);
+    size_t filter[3] = {1, 33, 2}, feat[2] = {400, 768};
+    float *w;
+    assert_int_equal(v4r_st_load(st, "fusion_complex_weight", 3, filter, &w, &err), 0);
+    free(w);
+    assert_int_equal(v4r_st_load(st, "image_embedding.weight", 2, feat, &w, &err), 0);
+    free(w);
+    v4r_st_close(st);
+    free(p);
+    char *text = tu_read(dir, "smore.log.json");
+    json_t *log = json_loads(text, 0, NULL);
+    json_t *e0 = json_array_get(json_object_get(log, "epochs"), 0);
+    assert_true(json_real_value(json_object_get(e0, "native_recall@20")) > 0);
+    assert_true(json_is_null(json_object_get(e0, "valid_loss")));
+    const char *users = json_string_value(json_object_get(json_object_get(log, "outputs"), "users"));
+    assert_non_null(users);
+    assert_non_null(strstr(users, "smore.users.npy"));
+    json_decref(log);
+    free(text);
+    cleanup(dir);
+}
+
+/* Runs a train command that must fail with code and a message containing needle, leaving no
+ * OUT.npy, OUT.safetensors or temporaries. */
+static void expect_fail(const char *dir, int code, const char *needle, const char *args)
+{
+    char *out = NULL;
+    int rc = tu_run(&out, "train %s -o '%s/bad.npy'", args, dir);
+    if (rc != code || !strstr(out, needle))
+        fail_msg("exit %d (want %d), output lacks '%s':\n%s", rc, code, needle, out);
+    free(out);
+    assert_false(exists(dir, "bad.npy"));
+    assert_false(exists(dir, "bad.safetensors"));
+    rc = tu_run(&out, "help >/dev/null; ls -a '%s' | grep -c '\\.tmp\\.' || true", dir);
+    assert_int_equal(atoi(out), 0);
+    free(out);
+}
+
+static void test_bad_vectors(void **state)
+{
+    (void)state;
+    char *dir = make_catalog();
+    float *v = v4r_calloc(399 * 8, sizeof *v);
+    for (size_t i = 0; i < 399 * 8; i++)
+        v[i] = (float)(i % 7) - 3.0f;
+    char *p = v4r_path_join(dir, "short.npy");
+    assert_int_equal(v4r_npy_write(p, v, 399, 8, NULL), 0);
+    free(p);
+    char *args = v4r_sprintf("attention --dataset '%s/ds' --text '%s/short.npy' --vision features/visual.npy " SMALL,
+                             dir, dir);
+    expect_fail(dir, 3, "399 rows, but the dataset has 400 items", args);
+    free(args);
+    float *w = v4r_calloc(400 * 8, sizeof *w);
+    memcpy(w, v, 399 * 8 * sizeof *v);
+    w[5 * 8 + 3] = NAN;
+    p = v4r_path_join(dir, "nan.npy");
+    assert_int_equal(v4r_npy_write(p, w, 400, 8, NULL), 0);
+    free(p);
+    args = v4r_sprintf("gating --dataset '%s/ds' --text features/description.npy --vision '%s/nan.npy' " SMALL, dir,
+                       dir);
+    expect_fail(dir, 3, "row 5, column 3", args);
+    free(args);
+    free(v);
+    free(w);
+    cleanup(dir);
+}
+
+static void test_no_validation(void **state)
+{
+    (void)state;
+    char *dir = make_catalog();
+    char *ds = v4r_path_join(dir, "ds");
+    tu_write(ds, "valid.tsv", "user\titem\ttimestamp\n");
+    char *args = v4r_sprintf("attention --dataset '%s' --text features/description.npy --vision features/visual.npy " SMALL,
+                             ds);
+    expect_fail(dir, 3, "no validation split", args);
+    assert_false(exists(dir, "bad.log.json"));
+    free(args);
+    free(ds);
+    cleanup(dir);
+}
+
+static void test_nan_loss(void **state)
+{
+    (void)state;
+    char *dir = make_catalog();
+    char *args = v4r_sprintf(
+        "attention --dataset '%s/ds' --text features/description.npy --vision features/visual.npy " SMALL " --lr 1e30", dir);
+    expect_fail(dir, 3, "not finite", args);
+    free(args);
+    char *text = tu_read(dir, "bad.log.json"); /* the log says where it stopped */
+    assert_non_null(text);
+    json_t *log = json_loads(text, 0, NULL);
+    assert_true(json_is_object(json_object_get(log, "stopped")));
+    assert_true(json_is_false(json_object_get(log, "complete")));
+    json_decref(log);
+    free(text);
+    /* a schedule that explodes in epoch 2 keeps epoch 1's outputs */
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "train attention --dataset '%s/ds' --text features/description.npy --vision features/visual.npy "
+                    "-o '%s/kept.npy' " SMALL " --lr-schedule exp:1e33",
+                    dir, dir);
+    if (rc != 3 || !strstr(out, "kept epoch 1"))
+        fail_msg("exit %d: %s", rc, out);
+    free(out);
+    assert_true(exists(dir, "kept.npy") && exists(dir, "kept.safetensors"));
+    cleanup(dir);
+}
+
+static void test_usage(void **state)
+{
+    (void)state;
+    char *dir = make_catalog();
+    char *base = v4r_sprintf("--dataset '%s/ds' --text features/description.npy --vision features/visual.npy", dir);
+    char *args = v4r_sprintf("fancy %s", base);
+    expect_fail(dir, 2, "attention, gating or smore", args);
+    free(args);
+    args = v4r_sprintf("attention --dataset '%s/ds' --text features/description.npy", dir);
+    expect_fail(dir, 2, "required", args);
+    free(args);
+    args = v4r_sprintf("attention %s --epochs 0", base);
+    expect_fail(dir, 2, "--epochs", args);
+    free(args);
+    args = v4r_sprintf("attention %s --lr-schedule exp", base);
+    expect_fail(dir, 2, "schedule", args);
+    free(args);
+    args = v4r_sprintf("gating %s --objective other", base);
+    expect_fail(dir, 2, "--objective", args);
+    free(args);
+    free(base);
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, "train --help"), 0);
+    assert_non_null(strstr(out, "--objective"));
+    free(out);
+    cleanup(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_outputs),   cmocka_unit_test(test_smore_outputs), cmocka_unit_test(test_bad_vectors), cmocka_unit_test(test_no_validation),
+        cmocka_unit_test(test_nan_loss), cmocka_unit_test(test_usage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
