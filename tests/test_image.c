@@ -4,6 +4,8 @@
  * encoding round trips. */
 #include "testutil.h"
 
+#include <unistd.h>
+
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
@@ -852,12 +854,33 @@ static void test_encode_errors(void **state)
     (void)state;
 }
 
+/* A file over the size limit is refused before it is read (a sparse file: no disk is used). */
+static void test_file_size_limit(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    char *path = v4r_path_join(dir, "huge.png");
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(ftruncate(fileno(fp), (off_t)V4R_IMAGE_MAX_FILE_BYTES + 1), 0);
+    fclose(fp);
+    v4r_image img;
+    v4r_err err = {0};
+    assert_int_equal(v4r_image_load(path, &img, &err), V4R_EINPUT);
+    assert_non_null(strstr(err.msg, "over the limit"));
+    assert_non_null(strstr(err.msg, "huge.png"));
+    free(path);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sniff_and_mime),
         cmocka_unit_test(test_fixtures_decode_as_pil),
         cmocka_unit_test(test_broken_files),
+        cmocka_unit_test(test_file_size_limit),
         cmocka_unit_test(test_truncated_and_damaged),
         cmocka_unit_test(test_png_variants),
         cmocka_unit_test(test_absurd_sizes),

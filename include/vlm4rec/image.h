@@ -25,6 +25,8 @@ const char *v4r_image_mime(const char *format);
  * truncated or corrupt is V4R_EINPUT with a message saying which ("empty file", "not a JPEG, PNG or
  * WebP image", "corrupt PNG: ..."); `what` (a path or URL, may be NULL) prefixes the message. */
 int v4r_image_decode(const uint8_t *data, size_t n, const char *what, v4r_image *img, v4r_err *err);
+/* Files larger than this are refused by v4r_image_load (V4R_EINPUT) before they are read. */
+#define V4R_IMAGE_MAX_FILE_BYTES ((uint64_t)256 << 20)
 /* Reads and decodes a file (a missing file is V4R_EIO naming it). */
 int v4r_image_load(const char *path, v4r_image *img, v4r_err *err);
 void v4r_image_free(v4r_image *img);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <webp/decode.h>
 
 #include "image_internal.h"
@@ -140,6 +141,10 @@ int v4r_image_decode(const uint8_t *data, size_t n, const char *what, v4r_image 
 int v4r_image_load(const char *path, v4r_image *img, v4r_err *err)
 {
     memset(img, 0, sizeof *img);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > V4R_IMAGE_MAX_FILE_BYTES)
+        return v4r_fail(err, V4R_EINPUT, "%s: the file is %lld bytes, over the limit of %llu for an image", path,
+                        (long long)st.st_size, (unsigned long long)V4R_IMAGE_MAX_FILE_BYTES);
     char *data;
     size_t n;
     int rc = v4r_read_file(path, &data, &n, err);
