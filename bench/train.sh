@@ -15,8 +15,8 @@ report="$out/train.md"
 {
   echo "# vlm4rec train vs PyTorch $($py -c 'import torch; print(torch.__version__)'): one epoch, $(date -u +%Y-%m-%dT%H:%MZ), $threads threads"
   echo
-  echo "| model | steps | vlm4rec epoch s | PyTorch epoch s | speed-up | vlm4rec setup s | PyTorch setup s | vlm4rec peak MiB | PyTorch peak MiB | epoch loss vlm4rec / PyTorch |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| model | steps | vlm4rec epoch s | PyTorch epoch s | speed-up | vlm4rec CPU s | PyTorch CPU s | vlm4rec setup s | PyTorch setup s | vlm4rec peak MiB | PyTorch peak MiB | epoch loss vlm4rec / PyTorch |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 } > "$report"
 for model in attention smore; do
   /usr/bin/time -f "%e %M" -o "$out/train-c.time" "$bin" train "$model" -q --dataset "$ds" --text "$text" \
@@ -33,7 +33,7 @@ e = c["epochs"][0]
 if e["steps"] != t["steps"]:
     sys.exit(f"bench: {model}: {e['steps']} steps in vlm4rec, {t['steps']} in PyTorch")
 print(f"| {model} | {e['steps']} | {e['seconds']:.1f} | {t['epoch_s']:.1f} | {t['epoch_s'] / e['seconds']:.2f}x "
-      f"| {c['timing']['setup_s']:.1f} | {t['setup_s']:.1f} | {c_kb / 1024:.0f} | {t_kb / 1024:.0f} "
+      f"| {e['cpu_seconds']:.1f} | {t['epoch_cpu_s']:.1f} | {c['timing']['setup_s']:.1f} | {t['setup_s']:.1f} | {c_kb / 1024:.0f} | {t_kb / 1024:.0f} "
       f"| {e['train_loss']:.4f} / {t['loss']:.4f} |")
 PY
 done
@@ -42,7 +42,8 @@ done
   echo "The dataset's description (384-d) and visual (768-d) vectors; default hyperparameters (attention:"
   echo "hidden and output 512, batch 256 + 256 sampled negatives, clip 1.0; SMORE: 64-d, batch 2048, kNN 10,"
   echo "2 layers, full-graph forward every step). Epoch s: the training steps only (sampling, forward,"
-  echo "backward, clipping, Adam), from \`vlm4rec train\`'s log and from bench/train_torch.py's timer; setup:"
+  echo "backward, clipping, Adam), from \`vlm4rec train\`'s log and from bench/train_torch.py's timer; CPU s: the"
+  echo "CPU time of all the process's threads over the same steps (steadier than wall time on a shared machine); setup:"
   echo "pairs, graphs (SMORE's cosine kNN over all items) and the validation set. Peak: the whole process"
   echo "(/usr/bin/time), loading and validation included. Both sides on OpenBLAS with the same thread count."
 } >> "$report"

@@ -43,7 +43,8 @@ v4r_ad_tensor *v4r_ad_const(v4r_ad_tape *tape, size_t rows, size_t cols, const f
 /* A fresh constant of the tape's memory, uninitialized: the caller fills val. */
 v4r_ad_tensor *v4r_ad_new(v4r_ad_tape *tape, size_t rows, size_t cols);
 /* Runs the backward pass from loss (1 x 1): every parameter that loss depends on gets d loss /
- * d parameter added to its grad. */
+ * d parameter added to its grad. The tape nodes' own gradients are scratch: a large one's memory
+ * goes to the next gradient once its node has passed it on. */
 void v4r_ad_backward(v4r_ad_tape *tape, v4r_ad_tensor *loss);
 
 /* ---- operations ----
@@ -276,7 +277,8 @@ typedef struct {
     double valid_recall;  /* Recall@20 on the validation split under the shared retriever; NaN when off */
     double native_recall; /* SMORE: Recall@20 of its own user vectors; NaN otherwise */
     double grad_norm;     /* mean gradient norm before clipping */
-    double seconds;       /* training steps */
+    double seconds;       /* training steps, wall clock */
+    double cpu_seconds;   /* training steps, CPU time of every thread of the process */
     double eval_seconds;  /* validation */
 } v4r_epoch_log;
 

@@ -229,11 +229,11 @@ static json_t *epochs_json(const v4r_train_log *log)
     for (size_t i = 0; i < log->n_epochs; i++) {
         const v4r_epoch_log *e = &log->epochs[i];
         json_array_append_new(
-            arr, json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "epoch", (json_int_t)e->epoch, "steps",
-                           (json_int_t)e->steps, "lr", num(e->lr), "train_loss", num(e->train_loss), "valid_loss",
-                           num(e->valid_loss), "valid_recall@20", num(e->valid_recall), "native_recall@20",
-                           num(e->native_recall), "grad_norm", num(e->grad_norm), "seconds", num(e->seconds),
-                           "eval_seconds", num(e->eval_seconds)));
+            arr, json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "epoch", (json_int_t)e->epoch,
+                           "steps", (json_int_t)e->steps, "lr", num(e->lr), "train_loss", num(e->train_loss),
+                           "valid_loss", num(e->valid_loss), "valid_recall@20", num(e->valid_recall),
+                           "native_recall@20", num(e->native_recall), "grad_norm", num(e->grad_norm), "seconds",
+                           num(e->seconds), "cpu_seconds", num(e->cpu_seconds), "eval_seconds", num(e->eval_seconds)));
     }
     return arr;
 }

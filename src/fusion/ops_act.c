@@ -3,6 +3,7 @@
 #include "ad_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* ---- entry by entry ---- */
 
@@ -170,7 +171,7 @@ static void layernorm_backward(v4r_ad_tape *tape, v4r_ad_tensor *t)
 {
     v4r_ad_tensor *x = t->in[0], *gamma = t->in[1], *beta = t->in[2];
     size_t rows = t->rows, cols = t->cols;
-    float *dxhat_xhat = v4r_ad_alloc(tape, rows * cols * sizeof(float)); /* dy * xhat, for dgamma */
+    float *dxhat_xhat = v4r_malloc((rows * cols + 1) * sizeof(float)); /* dy * xhat, for dgamma */
     float *gx = x->needs_grad ? v4r_ad_grad(tape, x) : NULL;
 #pragma omp parallel for schedule(static) if (rows * cols > V4R_AD_PAR)
     for (size_t r = 0; r < rows; r++) {
@@ -193,6 +194,7 @@ static void layernorm_backward(v4r_ad_tape *tape, v4r_ad_tensor *t)
         v4r_ad_colsum_acc(dxhat_xhat, rows, cols, v4r_ad_grad(tape, gamma));
     if (beta->needs_grad)
         v4r_ad_colsum_acc(t->grad, rows, cols, v4r_ad_grad(tape, beta));
+    free(dxhat_xhat);
 }
 
 v4r_ad_tensor *v4r_ad_layernorm(v4r_ad_tape *tape, v4r_ad_tensor *x, v4r_ad_tensor *gamma, v4r_ad_tensor *beta,

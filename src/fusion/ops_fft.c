@@ -107,7 +107,7 @@ static void irfft_backward(v4r_ad_tape *tape, v4r_ad_tensor *t)
 {
     v4r_ad_tensor *z = t->in[0];
     size_t n = t->cols, half = n / 2 + 1, rows = t->rows;
-    float *dz = v4r_ad_alloc(tape, rows * 2 * half * sizeof(float)), *g = v4r_ad_grad(tape, z);
+    float *dz = v4r_malloc((rows * 2 * half + 1) * sizeof(float)), *g = v4r_ad_grad(tape, z);
     rfft_ortho(n, rows, t->grad, dz, 2.0f);
 #pragma omp parallel for schedule(static) if (rows * half > V4R_AD_PAR)
     for (size_t r = 0; r < rows; r++)
@@ -117,6 +117,7 @@ static void irfft_backward(v4r_ad_tape *tape, v4r_ad_tensor *t)
             if (!ignored_im)
                 g[(r * half + k) * 2 + 1] += dz[(r * half + k) * 2 + 1];
         }
+    free(dz);
 }
 
 v4r_ad_tensor *v4r_ad_irfft(v4r_ad_tape *tape, v4r_ad_tensor *z, size_t n)
@@ -129,21 +130,32 @@ v4r_ad_tensor *v4r_ad_irfft(v4r_ad_tape *tape, v4r_ad_tensor *z, size_t n)
 
 /* ---- complex products ---- */
 
-/* For operand which: contribution g conj(other), reduced over broadcast rows. */
+/* For operand which: g conj(other), accumulated in place when it has the output's shape, else
+ * reduced over the broadcast rows. */
 static void cmul_operand_backward(v4r_ad_tape *tape, v4r_ad_tensor *t, int which)
 {
     v4r_ad_tensor *x = t->in[which], *o = t->in[1 - which];
     size_t rows = t->rows, cols = t->cols, ors = o->rows == 1 ? 0 : cols;
-    float *contrib = v4r_ad_alloc(tape, rows * cols * sizeof(float));
+    int direct = x->rows == rows;
+    float *gx = v4r_ad_grad(tape, x), *dst = direct ? gx : v4r_malloc(rows * cols * sizeof(float));
 #pragma omp parallel for schedule(static) if (rows * cols > V4R_AD_PAR)
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c += 2) {
             float gr = t->grad[r * cols + c], gi = t->grad[r * cols + c + 1];
             float br = o->val[r * ors + c], bi = o->val[r * ors + c + 1];
-            contrib[r * cols + c] = gr * br + gi * bi;
-            contrib[r * cols + c + 1] = gi * br - gr * bi;
+            float re = gr * br + gi * bi, im = gi * br - gr * bi;
+            if (direct) {
+                dst[r * cols + c] += re;
+                dst[r * cols + c + 1] += im;
+            } else {
+                dst[r * cols + c] = re;
+                dst[r * cols + c + 1] = im;
+            }
         }
-    v4r_ad_reduce_acc(contrib, rows, cols, v4r_ad_grad(tape, x), x->rows, x->cols);
+    if (!direct) {
+        v4r_ad_reduce_acc(dst, rows, cols, gx, x->rows, x->cols);
+        free(dst);
+    }
 }
 
 static void cmul_backward(v4r_ad_tape *tape, v4r_ad_tensor *t)

@@ -87,23 +87,41 @@ enum { EW_ADD, EW_SUB, EW_MUL };
 static size_t bstride_r(const v4r_ad_tensor *x) { return x->rows == 1 ? 0 : x->cols; }
 static size_t bstride_c(const v4r_ad_tensor *x) { return x->cols == 1 ? 0 : 1; }
 
-/* The gradient of operand `which` as an output-shaped contribution, then reduced into it. */
+/* The gradient of operand `which`: accumulated in place when it has the output's shape, else as an
+ * output-shaped contribution reduced over the broadcast rows or columns. */
 static void ew_operand_backward(v4r_ad_tape *tape, v4r_ad_tensor *t, int which)
 {
     v4r_ad_tensor *x = t->in[which], *o = t->in[1 - which];
     size_t rows = t->rows, cols = t->cols, n = rows * cols;
-    int kind = (int)t->ia;
-    float *contrib = t->grad;
-    if (kind == EW_MUL || (kind == EW_SUB && which == 1)) {
-        contrib = v4r_ad_alloc(tape, n * sizeof(float));
-        size_t ors = bstride_r(o), ocs = bstride_c(o);
-#pragma omp parallel for schedule(static) if (n > V4R_AD_PAR)
-        for (size_t r = 0; r < rows; r++)
-            for (size_t c = 0; c < cols; c++)
-                contrib[r * cols + c] =
-                    kind == EW_MUL ? t->grad[r * cols + c] * o->val[r * ors + c * ocs] : -t->grad[r * cols + c];
+    int kind = (int)t->ia, direct = x->rows == rows && x->cols == cols;
+    float *gx = v4r_ad_grad(tape, x);
+    if (kind == EW_ADD || (kind == EW_SUB && which == 0)) {
+        v4r_ad_reduce_acc(t->grad, rows, cols, gx, x->rows, x->cols);
+        return;
     }
-    v4r_ad_reduce_acc(contrib, rows, cols, v4r_ad_grad(tape, x), x->rows, x->cols);
+    float *dst = direct ? gx : v4r_malloc(n * sizeof(float));
+    size_t ors = bstride_r(o), ocs = bstride_c(o);
+#pragma omp parallel for schedule(static) if (n > V4R_AD_PAR)
+    for (size_t r = 0; r < rows; r++) {
+        const float *g = t->grad + r * cols, *ov = o->val + r * ors;
+        float *d = dst + r * cols;
+        if (kind == EW_SUB && direct)
+            for (size_t c = 0; c < cols; c++)
+                d[c] -= g[c];
+        else if (kind == EW_SUB)
+            for (size_t c = 0; c < cols; c++)
+                d[c] = -g[c];
+        else if (direct)
+            for (size_t c = 0; c < cols; c++)
+                d[c] += g[c] * ov[c * ocs];
+        else
+            for (size_t c = 0; c < cols; c++)
+                d[c] = g[c] * ov[c * ocs];
+    }
+    if (!direct) {
+        v4r_ad_reduce_acc(dst, rows, cols, gx, x->rows, x->cols);
+        free(dst);
+    }
 }
 
 static void ew_backward(v4r_ad_tape *tape, v4r_ad_tensor *t)

@@ -1,4 +1,5 @@
-/* The autodiff tape: reusable memory chunks, node records, the backward pass, and the row
+/* The autodiff tape: reusable memory (small requests packed in chunks, large ones in blocks of their
+ * own, both reused in order after a reset), node records, the backward pass, and the row
  * reductions shared by the operations. */
 #include "ad_internal.h"
 
@@ -6,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CHUNK_MIN = 64 << 20, ALIGN = 64 };
+enum { CHUNK_MIN = 16 << 20, BIG = 1 << 20, ALIGN = 64 };
 
 typedef struct {
     char *base;
@@ -14,8 +15,13 @@ typedef struct {
 } tape_chunk;
 
 struct v4r_ad_tape {
-    tape_chunk *chunks;
+    tape_chunk *chunks; /* requests below BIG, packed */
     size_t n_chunks, cur;
+    tape_chunk *big; /* one request of BIG or more each; the i-th after a reset reuses big[i] */
+    size_t n_big, big_used;
+    tape_chunk *pool; /* large gradients: a block is taken (used = 1) and given back once the node's
+                       * backward step has run, so only the gradients in flight hold memory */
+    size_t n_pool;
     v4r_ad_tensor **nodes;
     size_t n_nodes, cap_nodes;
 };
@@ -28,7 +34,13 @@ void v4r_ad_tape_free(v4r_ad_tape *tape)
         return;
     for (size_t i = 0; i < tape->n_chunks; i++)
         free(tape->chunks[i].base);
+    for (size_t i = 0; i < tape->n_big; i++)
+        free(tape->big[i].base);
+    for (size_t i = 0; i < tape->n_pool; i++)
+        free(tape->pool[i].base);
     free(tape->chunks);
+    free(tape->big);
+    free(tape->pool);
     free(tape->nodes);
     free(tape);
 }
@@ -38,6 +50,9 @@ void v4r_ad_tape_reset(v4r_ad_tape *tape)
     for (size_t i = 0; i < tape->n_chunks; i++)
         tape->chunks[i].used = 0;
     tape->cur = 0;
+    tape->big_used = 0;
+    for (size_t i = 0; i < tape->n_pool; i++)
+        tape->pool[i].used = 0;
     tape->n_nodes = 0;
 }
 
@@ -46,6 +61,10 @@ size_t v4r_ad_tape_bytes(const v4r_ad_tape *tape)
     size_t n = tape->cap_nodes * sizeof *tape->nodes;
     for (size_t i = 0; i < tape->n_chunks; i++)
         n += tape->chunks[i].size;
+    for (size_t i = 0; i < tape->n_big; i++)
+        n += tape->big[i].size;
+    for (size_t i = 0; i < tape->n_pool; i++)
+        n += tape->pool[i].size;
     return n;
 }
 
@@ -74,11 +93,26 @@ static void next_chunk(v4r_ad_tape *tape, size_t bytes)
     }
 }
 
+/* The next block of its own for a large request (a step makes the same requests every time). */
+static void *big_alloc(v4r_ad_tape *tape, size_t bytes)
+{
+    if (tape->big_used == tape->n_big) {
+        tape->big = v4r_realloc(tape->big, (tape->n_big + 1) * sizeof *tape->big);
+        tape->big[tape->n_big++] = (tape_chunk){chunk_alloc(bytes), bytes, 0};
+    } else if (tape->big[tape->big_used].size < bytes) {
+        free(tape->big[tape->big_used].base);
+        tape->big[tape->big_used] = (tape_chunk){chunk_alloc(bytes), bytes, 0};
+    }
+    return tape->big[tape->big_used++].base;
+}
+
 void *v4r_ad_alloc(v4r_ad_tape *tape, size_t bytes)
 {
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     if (!bytes)
         bytes = ALIGN;
+    if (bytes >= BIG)
+        return big_alloc(tape, bytes);
     if (!tape->n_chunks || tape->chunks[tape->cur].size - tape->chunks[tape->cur].used < bytes)
         next_chunk(tape, bytes);
     tape_chunk *c = &tape->chunks[tape->cur];
@@ -123,12 +157,35 @@ v4r_ad_tensor *v4r_ad_node(v4r_ad_tape *tape, size_t rows, size_t cols, v4r_ad_b
     return t;
 }
 
+/* The smallest free pool block that holds bytes (the first of equals), or a new one. */
+static float *pool_take(v4r_ad_tape *tape, size_t bytes)
+{
+    size_t best = tape->n_pool;
+    for (size_t i = 0; i < tape->n_pool; i++)
+        if (!tape->pool[i].used && tape->pool[i].size >= bytes &&
+            (best == tape->n_pool || tape->pool[i].size < tape->pool[best].size))
+            best = i;
+    if (best == tape->n_pool) {
+        tape->pool = v4r_realloc(tape->pool, (tape->n_pool + 1) * sizeof *tape->pool);
+        tape->pool[tape->n_pool++] = (tape_chunk){chunk_alloc(bytes), bytes, 0};
+    }
+    tape->pool[best].used = 1;
+    return (float *)tape->pool[best].base;
+}
+
+static void pool_give_back(v4r_ad_tape *tape, const float *grad)
+{
+    for (size_t i = 0; i < tape->n_pool; i++)
+        if ((const float *)tape->pool[i].base == grad)
+            tape->pool[i].used = 0;
+}
+
 float *v4r_ad_grad(v4r_ad_tape *tape, v4r_ad_tensor *t)
 {
     if (!t->grad) {
-        size_t n = t->rows * t->cols;
-        t->grad = v4r_ad_alloc(tape, n * sizeof(float));
-        memset(t->grad, 0, n * sizeof(float));
+        size_t bytes = t->rows * t->cols * sizeof(float);
+        t->grad = bytes >= BIG ? pool_take(tape, bytes) : v4r_ad_alloc(tape, bytes);
+        memset(t->grad, 0, bytes);
     }
     return t->grad;
 }
@@ -152,8 +209,11 @@ void v4r_ad_backward(v4r_ad_tape *tape, v4r_ad_tensor *loss)
     v4r_ad_grad(tape, loss)[0] += 1.0f;
     for (size_t i = tape->n_nodes; i-- > 0;) {
         v4r_ad_tensor *t = tape->nodes[i];
-        if (t->backward && t->grad)
+        if (t->backward && t->grad) {
             t->backward(tape, t);
+            if (t->rows * t->cols * sizeof(float) >= BIG) /* nothing reads it any more */
+                pool_give_back(tape, t->grad);
+        }
     }
 }
 

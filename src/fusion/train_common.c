@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { VALID_K = 20 };
 
@@ -204,6 +205,13 @@ double v4r_valid_recall_native(const v4r_valid_set *v, const float *users, const
 }
 
 /* ---- log ---- */
+
+double v4r_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 v4r_epoch_log *v4r_train_log_push(v4r_train_log *log)
 {

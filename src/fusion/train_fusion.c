@@ -152,7 +152,7 @@ static size_t train_epoch(fusion_run *r, v4r_epoch_log *e, const v4r_adam *adam)
     snprintf(label, sizeof label, "epoch %zu/%zu", e->epoch, o->epochs);
     v4r_progress prog;
     v4r_progress_start(&prog, label, r->n_ex);
-    double t0 = v4r_now(), loss_sum = 0, norm_sum = 0;
+    double t0 = v4r_now(), c0 = v4r_cpu_now(), loss_sum = 0, norm_sum = 0;
     size_t bad = 0;
     for (size_t b0 = 0; b0 < r->n_ex && !bad; b0 += bs) {
         size_t n = r->n_ex - b0 < bs ? r->n_ex - b0 : bs;
@@ -179,10 +179,12 @@ static size_t train_epoch(fusion_run *r, v4r_epoch_log *e, const v4r_adam *adam)
         v4r_progress_add(&prog, n);
     }
     v4r_progress_end(&prog);
+    v4r_debug("training tape: %.0f MiB", (double)v4r_ad_tape_bytes(r->tape) / (1 << 20));
     v4r_ad_tape_reset(r->tape);
     e->train_loss = loss_sum / (double)(e->steps - (bad != 0));
     e->grad_norm = norm_sum / (double)(e->steps - (bad != 0));
     e->seconds = v4r_now() - t0;
+    e->cpu_seconds = v4r_cpu_now() - c0;
     free(pos);
     free(neg);
     return bad;

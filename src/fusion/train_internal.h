@@ -36,6 +36,9 @@ int v4r_valid_recall(v4r_valid_set *v, const float *items, size_t n_items, size_
 double v4r_valid_recall_native(const v4r_valid_set *v, const float *users, const float *items, size_t n_items,
                                size_t dim);
 
+/* CPU time of the whole process (every thread), seconds. */
+double v4r_cpu_now(void);
+
 /* A fresh entry at the end of the log (epoch numbered, metrics NaN). */
 v4r_epoch_log *v4r_train_log_push(v4r_train_log *log);
 /* Records where training stopped on a value that is not finite and says so (V4R_EINPUT). */
