@@ -1,4 +1,5 @@
-/* `vlm4rec train` end to end: the three outputs and their shapes, and bad input (vector files of
+/* `vlm4rec train` end to end: the three outputs and their shapes, `eval --native` on SMORE's user
+ * vectors, and bad input (vector files of
  * the wrong length or with NaN, a dataset without a validation split, a learning rate that makes
  * the loss NaN, bad options) named with a non-zero exit and no output left behind. */
 #include "testutil.h"
@@ -131,8 +132,35 @@ static void test_smore_outputs(void **state)
     const char *users = json_string_value(json_object_get(json_object_get(log, "outputs"), "users"));
     assert_non_null(users);
     assert_non_null(strstr(users, "smore.users.npy"));
+    size_t best = (size_t)json_integer_value(json_object_get(log, "best_epoch"));
+    double native = json_real_value(
+        json_object_get(json_array_get(json_object_get(log, "epochs"), best - 1), "native_recall@20"));
     json_decref(log);
     free(text);
+    /* eval --native ranks by SMORE's own user vectors: the log's validation Recall@20 */
+    rc = tu_run(&out, "eval --dataset '%s/ds' --model smore='%s/smore.npy' --native smore='%s/smore.users.npy' "
+                      "--bootstrap 0 -o '%s/native.json'", dir, dir, dir, dir);
+    if (rc != 0)
+        fail_msg("eval --native failed (%d): %s", rc, out);
+    free(out);
+    text = tu_read(dir, "native.json");
+    json_t *res = json_loads(text, 0, NULL);
+    json_t *m0 = json_array_get(json_object_get(res, "models"), 0);
+    double got = json_real_value(json_object_get(json_object_get(json_object_get(m0, "metrics"), "recall@20"), "mean"));
+    assert_true(fabs(got - native) < 1e-6);
+    assert_non_null(strstr(json_string_value(json_object_get(m0, "source")), "native:"));
+    json_decref(res);
+    free(text);
+    /* user vectors of the wrong length, and a name that is no model */
+    rc = tu_run(&out, "eval --dataset '%s/ds' --model smore='%s/smore.npy' --native smore='%s/smore.npy'", dir, dir, dir);
+    assert_int_equal(rc, 3);
+    assert_non_null(strstr(out, "users (row u must be user u)"));
+    free(out);
+    rc = tu_run(&out, "eval --dataset '%s/ds' --model smore='%s/smore.npy' --native other='%s/smore.users.npy'", dir,
+                dir, dir);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "no model named 'other'"));
+    free(out);
     cleanup(dir);
 }
 

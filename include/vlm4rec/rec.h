@@ -59,6 +59,11 @@ int v4r_repr_normalize(v4r_matrix *m, const uint8_t *needed, const char *source,
  * thread may read the matrix meanwhile, and it must be writable. */
 int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
              int32_t *top_items, float *top_scores, v4r_err *err);
+/* v4r_rank with a model's own user vectors (users: one row per dataset user) in place of the
+ * profiles, the scores their dot products with the unnormalized item vectors (SMORE's scoring);
+ * the same candidates, masks and order. BLAS kernel. */
+int v4r_rank_native(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *users, const v4r_matrix *items,
+                    size_t kmax, int32_t *top_items, float *top_scores, v4r_err *err);
 /* The profile of one user (exposed for tests and the recommend command): out has items->cols. */
 void v4r_profile(const int32_t *hist, size_t n_hist, size_t history_length, const v4r_matrix *items, float *out);
 
@@ -84,6 +89,8 @@ void v4r_bootstrap_paired(const double *a, const double *b, size_t n, size_t str
 
 /* ---- evaluation of several models on one user set ---- */
 
+/* spec: a representation (v4r_repr_load), or native:ITEMS.npy,USERS.npy for a model's own scores
+ * (v4r_rank_native: item vectors as they are, one user vector per dataset user). */
 typedef struct {
     char *name;
     char *spec;

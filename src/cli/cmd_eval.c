@@ -25,6 +25,9 @@ static const char *eval_help =
     "  --covered FILE         covered-subset protocol: item ids, one a line (items with a description);\n"
     "                         a relative FILE that does not exist is looked up in the dataset directory\n"
     "  --k LIST               cutoffs (default 5,10,20)\n"
+    "  --native NAME=USERS.npy  score model NAME with its own user vectors (one row per user, e.g.\n"
+    "                         smore's OUT.users.npy): user . item over its item vectors as they are,\n"
+    "                         in place of the history profiles (the model's own ranking, for reference)\n"
     "  --baseline NAME        the model the others are compared with (default: the first)\n"
     "  --bootstrap N          paired bootstrap resamples for the 95%% intervals (default 1000; 0 = none)\n"
     "  --seed S               bootstrap seed (default 0)\n"
@@ -38,6 +41,8 @@ typedef struct {
     const char *dataset, *output, *per_user, *rankings, *covered;
     v4r_model_spec specs[64];
     size_t n_specs;
+    const char *natives[64]; /* NAME=USERS.npy */
+    size_t n_natives;
     v4r_eval_opts eo;
 } eval_args;
 
@@ -70,6 +75,30 @@ static int parse_model(const char *val, eval_args *a)
     return 0;
 }
 
+/* --native NAME=USERS.npy turns model NAME's spec into native:ITEMS.npy,USERS.npy. */
+static int apply_natives(eval_args *a)
+{
+    for (size_t k = 0; k < a->n_natives; k++) {
+        const char *val = a->natives[k], *eq = strchr(val, '=');
+        if (!eq || eq == val || !eq[1])
+            return v4r_cli_usage_error("eval", "--native wants NAME=USERS.npy, got '%s'", val);
+        size_t i = 0;
+        while (i < a->n_specs && (strlen(a->specs[i].name) != (size_t)(eq - val) ||
+                                  strncmp(a->specs[i].name, val, (size_t)(eq - val))))
+            i++;
+        if (i == a->n_specs)
+            return v4r_cli_usage_error("eval", "--native: no model named '%.*s'", (int)(eq - val), val);
+        const char *sp = a->specs[i].spec;
+        if (!strncmp(sp, "concat:", 7) || !strncmp(sp, "mean:", 5) || !strncmp(sp, "mean-pad:", 9) ||
+            !strncmp(sp, "native:", 7))
+            return v4r_cli_usage_error("eval", "--native: model '%s' must be one .npy file", a->specs[i].name);
+        char *spec = v4r_sprintf("native:%s,%s", a->specs[i].spec, eq + 1);
+        free(a->specs[i].spec);
+        a->specs[i].spec = spec;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, eval_args *a)
 {
     static const struct option opts[] = {
@@ -81,7 +110,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         {"seed", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
         {"per-user", required_argument, 0, 'u'}, {"rankings", required_argument, 0, 'r'},
         {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"native", required_argument, 0, 'N'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     v4r_eval_opts_defaults(&a->eo);
     int c, rc = 0;
     v4r_opt_reset();
@@ -107,6 +136,12 @@ static int parse_args(int argc, char **argv, eval_args *a)
         case 'c': a->covered = optarg; break;
         case 'k': rc = parse_ks(optarg, &a->eo); break;
         case 'b': a->eo.baseline = optarg; break;
+        case 'N':
+            if (a->n_natives == sizeof a->natives / sizeof *a->natives)
+                rc = v4r_cli_usage_error("eval", "too many --native options");
+            else
+                a->natives[a->n_natives++] = optarg;
+            break;
         case 'B': rc = v4r_opt_size("eval", "bootstrap", optarg, &a->eo.bootstrap); break;
         case 's': rc = v4r_opt_u64("eval", "seed", optarg, &a->eo.seed); break;
         case 'o': a->output = optarg; break;
@@ -124,6 +159,8 @@ static int parse_args(int argc, char **argv, eval_args *a)
         rc = v4r_cli_usage_error("eval", "--dataset is required");
     if (!rc && a->n_specs == 0)
         rc = v4r_cli_usage_error("eval", "at least one --model NAME=SPEC is required");
+    if (!rc)
+        rc = apply_natives(a);
     if (!rc && a->eo.proto.history_splits & (1u << a->eo.proto.truth_split))
         rc = v4r_cli_usage_error("eval", "--truth valid cannot be used with --history train+valid");
     a->eo.keep_rankings = a->rankings != NULL;

@@ -3,7 +3,6 @@
 #include "train_internal.h"
 #include "ad_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,61 +145,16 @@ int v4r_valid_recall(v4r_valid_set *v, const float *items, size_t n_items, size_
     return rc;
 }
 
-/* Inserts (s, item) into the sorted top list (score desc, item asc) of len entries, at most k. */
-static void top_insert(float *ts, int32_t *ti, size_t *len, size_t k, float s, int32_t item)
-{
-    if (*len == k && !(s > ts[k - 1] || (s == ts[k - 1] && item < ti[k - 1])))
-        return;
-    size_t at = *len < k ? (*len)++ : k - 1;
-    while (at > 0 && (s > ts[at - 1] || (s == ts[at - 1] && item < ti[at - 1]))) {
-        ts[at] = ts[at - 1];
-        ti[at] = ti[at - 1];
-        at--;
-    }
-    ts[at] = s;
-    ti[at] = item;
-}
-
 double v4r_valid_recall_native(const v4r_valid_set *v, const float *users, const float *items, size_t n_items,
-                               size_t dim)
+                               size_t n_users, size_t dim)
 {
-    enum { BLOCK = 256 };
-    const v4r_eval_set *es = &v->es;
-    size_t nc = es->n_candidates;
-    float *cand = v4r_malloc((nc * dim + 1) * sizeof *cand), *ublock = v4r_malloc(BLOCK * dim * sizeof *ublock);
-    float *scores = v4r_malloc((BLOCK * nc + 1) * sizeof *scores);
-    int32_t *top = v4r_malloc((es->n_eval * VALID_K + 1) * sizeof *top);
-    for (size_t j = 0; j < nc; j++)
-        memcpy(cand + j * dim, items + (size_t)es->candidates[j] * dim, dim * sizeof(float));
-    for (size_t u0 = 0; u0 < es->n_eval; u0 += BLOCK) {
-        size_t nb = es->n_eval - u0 < BLOCK ? es->n_eval - u0 : BLOCK;
-        for (size_t b = 0; b < nb; b++)
-            memcpy(ublock + b * dim, users + (size_t)es->users[u0 + b] * dim, dim * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nc, (int)dim, 1.0f, ublock, (int)dim, cand,
-                    (int)dim, 0.0f, scores, (int)nc);
-#pragma omp parallel for schedule(dynamic, 8)
-        for (size_t b = 0; b < nb; b++) {
-            size_t u = u0 + b, len = 0, mk = es->mask_off[u];
-            float ts[VALID_K];
-            int32_t *ti = top + u * VALID_K;
-            for (size_t j = 0; j < nc; j++) { /* candidates and masks both ascending */
-                int32_t item = es->candidates[j];
-                while (mk < es->mask_off[u + 1] && es->mask[mk] < item)
-                    mk++;
-                if (mk < es->mask_off[u + 1] && es->mask[mk] == item)
-                    continue;
-                top_insert(ts, ti, &len, VALID_K, scores[b * nc + j], item);
-            }
-            for (size_t k = len; k < VALID_K; k++)
-                ti[k] = -1;
-        }
-    }
-    double r = mean_recall(es, top);
-    free(cand);
-    free(ublock);
-    free(scores);
+    v4r_matrix u = {(float *)users, n_users, dim}, m = {(float *)items, n_items, dim}; /* read only */
+    int32_t *top = v4r_malloc((v->es.n_eval * VALID_K + 1) * sizeof *top);
+    float *scores = v4r_malloc((v->es.n_eval * VALID_K + 1) * sizeof *scores);
+    v4r_err err = {0};
+    double r = v4r_rank_native(&v->es, &v->proto, &u, &m, VALID_K, top, scores, &err) ? NAN : mean_recall(&v->es, top);
     free(top);
-    (void)n_items;
+    free(scores);
     return r;
 }
 

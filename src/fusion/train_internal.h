@@ -32,9 +32,9 @@ void v4r_valid_free(v4r_valid_set *v);
 /* Recall@20 of item vectors (n_items x dim, copied and row-normalized; zero rows stay zero) under
  * the shared retriever. */
 int v4r_valid_recall(v4r_valid_set *v, const float *items, size_t n_items, size_t dim, double *recall, v4r_err *err);
-/* Recall@20 of the model's own scores (user . item), train items masked (SMORE's --native). */
+/* Recall@20 of the model's own scores (user . item, v4r_rank_native); NaN when they cannot be ranked. */
 double v4r_valid_recall_native(const v4r_valid_set *v, const float *users, const float *items, size_t n_items,
-                               size_t dim);
+                               size_t n_users, size_t dim);
 
 /* CPU time of the whole process (every thread), seconds. */
 double v4r_cpu_now(void);

@@ -151,7 +151,7 @@ static int evaluate_epoch(smore_run *r, v4r_epoch_log *e, float *users, float *i
 {
     double t0 = v4r_now();
     final_vectors(r, users, items);
-    e->native_recall = v4r_valid_recall_native(&r->valid, users, items, r->ds->n_items, r->m->dim);
+    e->native_recall = v4r_valid_recall_native(&r->valid, users, items, r->ds->n_items, r->m->n_users, r->m->dim);
     int rc = r->o->valid_recall ? v4r_valid_recall(&r->valid, items, r->ds->n_items, r->m->dim, &e->valid_recall, err)
                                 : V4R_OK;
     e->eval_seconds = v4r_now() - t0;

@@ -43,6 +43,28 @@ static void mean_std(const double *per_user, size_t n, size_t ncols, double *mea
     }
 }
 
+/* native:ITEMS.npy,USERS.npy: item vectors as they are and one user vector per dataset user. */
+static int load_native(const char *spec, const v4r_dataset *ds, v4r_matrix *items, v4r_matrix *users, v4r_err *err)
+{
+    memset(users, 0, sizeof *users);
+    const char *list = spec + strlen("native:"), *comma = strchr(list, ',');
+    if (!comma || comma == list || !comma[1] || strchr(comma + 1, ','))
+        return v4r_fail(err, V4R_EUSAGE, "%s: native scores need native:ITEMS.npy,USERS.npy", spec);
+    char *item_path = v4r_strndup(list, (size_t)(comma - list));
+    int rc = v4r_repr_load(item_path, ds->n_items, items, err);
+    free(item_path);
+    if (!rc)
+        rc = v4r_npy_read(comma + 1, users, err);
+    if (!rc && users->rows != ds->n_users)
+        rc = v4r_fail(err, V4R_EINPUT, "%s: %zu rows, but the dataset has %zu users (row u must be user u)", comma + 1,
+                      users->rows, ds->n_users);
+    for (size_t i = 0; !rc && i < users->rows * users->cols; i++)
+        if (!isfinite(users->data[i]))
+            rc = v4r_fail(err, V4R_EINPUT, "%s: row %zu, column %zu: %s value", comma + 1, i / users->cols,
+                          i % users->cols, isnan(users->data[i]) ? "NaN" : "infinite");
+    return rc;
+}
+
 static int eval_model(const v4r_dataset *ds, const v4r_eval_result *res, const v4r_model_spec *spec,
                       v4r_model_result *mr, v4r_err *err)
 {
@@ -52,21 +74,25 @@ static int eval_model(const v4r_dataset *ds, const v4r_eval_result *res, const v
     mr->name = v4r_strdup(spec->name);
     mr->spec = v4r_strdup(spec->spec);
     double t0 = v4r_now();
-    v4r_matrix m;
-    int rc = v4r_repr_load(spec->spec, ds->n_items, &m, err);
-    if (!rc)
+    v4r_matrix m = {0}, users = {0};
+    int native = !strncmp(spec->spec, "native:", strlen("native:"));
+    int rc = native ? load_native(spec->spec, ds, &m, &users, err) : v4r_repr_load(spec->spec, ds->n_items, &m, err);
+    if (!rc && !native)
         rc = v4r_repr_normalize(&m, o->proto.covered, spec->spec, err);
     if (rc) {
         v4r_err_prefix(err, "model '%s': ", spec->name);
         v4r_matrix_free(&m);
+        v4r_matrix_free(&users);
         return rc;
     }
     mr->dim = m.cols;
     double t1 = v4r_now();
     mr->top_items = v4r_malloc(es->n_eval * (kmax ? kmax : 1) * sizeof *mr->top_items);
     mr->top_scores = v4r_malloc(es->n_eval * (kmax ? kmax : 1) * sizeof *mr->top_scores);
-    rc = v4r_rank(es, &o->proto, &m, kmax, mr->top_items, mr->top_scores, err);
+    rc = native ? v4r_rank_native(es, &o->proto, &users, &m, kmax, mr->top_items, mr->top_scores, err)
+                : v4r_rank(es, &o->proto, &m, kmax, mr->top_items, mr->top_scores, err);
     v4r_matrix_free(&m);
+    v4r_matrix_free(&users);
     if (rc)
         return rc;
     double t2 = v4r_now();

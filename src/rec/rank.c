@@ -1,4 +1,5 @@
-/* Ranking: kernel choice (VLM4REC_KERNEL), profiles, top-K output, and the BLAS kernel. */
+/* Ranking: kernel choice (VLM4REC_KERNEL), profiles, top-K output, the BLAS kernel, and ranking by a
+ * model's own user vectors. */
 
 /* The BLAS kernel: one product per user block and item chunk, then a threshold scan into bounded
  * heaps (rank_internal.h). The AVX-512 kernel (rank_avx512.c) is preferred where the CPU has it. */
@@ -113,6 +114,7 @@ typedef struct {
     const v4r_eval_set *es;
     const v4r_protocol *p;
     const v4r_matrix *items;
+    const v4r_matrix *users; /* NULL: profiles from the histories; else row u is user u's vector */
     const float *cand; /* candidate rows: n_candidates x d */
     const int32_t *cand_items;
     size_t kmax;
@@ -126,8 +128,11 @@ static void rank_block(const rank_job *job, size_t u0, size_t u1, float *prof, f
     size_t d = job->items->cols, nb = u1 - u0, nc_total = es->n_candidates, kmax = job->kmax;
     v4r_topk t[USER_BLOCK];
     for (size_t j = 0; j < nb; j++) {
-        v4r_profile(es->hist + es->hist_off[u0 + j], es->hist_off[u0 + j + 1] - es->hist_off[u0 + j],
-                    job->p->history_length, job->items, prof + j * d);
+        if (job->users)
+            memcpy(prof + j * d, job->users->data + (size_t)es->users[u0 + j] * d, d * sizeof *prof);
+        else
+            v4r_profile(es->hist + es->hist_off[u0 + j], es->hist_off[u0 + j + 1] - es->hist_off[u0 + j],
+                        job->p->history_length, job->items, prof + j * d);
         v4r_topk_init(&t[j], es, u0 + j, heaps + j * kmax, kmax, job->cand_items);
     }
     for (size_t c0 = 0; c0 < nc_total; c0 += ITEM_CHUNK) {
@@ -141,11 +146,11 @@ static void rank_block(const rank_job *job, size_t u0, size_t u1, float *prof, f
         v4r_topk_finish(&t[j], job->top_items + (u0 + j) * kmax, job->top_scores + (u0 + j) * kmax);
 }
 
-static void rank_blas(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
-                      int32_t *top_items, float *top_scores)
+static void rank_blas(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items,
+                      const v4r_matrix *users, size_t kmax, int32_t *top_items, float *top_scores)
 {
     size_t d = items->cols;
-    rank_job job = {es, p, items, items->data, NULL, kmax, top_items, top_scores};
+    rank_job job = {es, p, items, users, items->data, NULL, kmax, top_items, top_scores};
     float *gathered = NULL;
     if (es->n_candidates != items->rows) { /* a candidate subset: gather its rows once */
         gathered = v4r_malloc(es->n_candidates * d * sizeof *gathered);
@@ -191,6 +196,18 @@ int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *it
     if (avx512)
         v4r_rank_avx512(es, p, items, kmax, top_items, top_scores);
     else
-        rank_blas(es, p, items, kmax, top_items, top_scores);
+        rank_blas(es, p, items, NULL, kmax, top_items, top_scores);
+    return V4R_OK;
+}
+
+int v4r_rank_native(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *users, const v4r_matrix *items,
+                    size_t kmax, int32_t *top_items, float *top_scores, v4r_err *err)
+{
+    if (items->cols == 0 || items->rows == 0)
+        return v4r_fail(err, V4R_EINPUT, "empty item vectors");
+    if (users->cols != items->cols)
+        return v4r_fail(err, V4R_EINPUT, "user vectors of %zu dimensions, item vectors of %zu", users->cols,
+                        items->cols);
+    rank_blas(es, p, items, users, kmax, top_items, top_scores);
     return V4R_OK;
 }
