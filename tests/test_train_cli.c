@@ -272,8 +272,11 @@ static void test_usage(void **state)
     args = v4r_sprintf("gating %s --objective other", base);
     expect_fail(dir, 2, "--objective", args);
     free(args);
+    char *out = NULL; /* an output folder that does not exist: refused before training */
+    assert_int_equal(tu_run(&out, "train attention %s -o '%s/missing/x.npy'", base, dir), 4);
+    assert_non_null(strstr(out, "does not exist"));
+    free(out);
     free(base);
-    char *out = NULL;
     assert_int_equal(tu_run(&out, "train --help"), 0);
     assert_non_null(strstr(out, "--objective"));
     free(out);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "vlm4rec/cli.h"
 #include "vlm4rec/fusion.h"
@@ -307,11 +308,26 @@ static int load_vectors(const char *dataset, const char *path, size_t n_items, v
     return rc;
 }
 
+/* The outputs' folder must exist before hours of training, not after. */
+static int check_output_dir(const char *output, v4r_err *err)
+{
+    const char *slash = strrchr(output, '/');
+    char *dir = slash ? v4r_strndup(output, slash == output ? 1 : (size_t)(slash - output)) : v4r_strdup(".");
+    struct stat st;
+    int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    int rc = ok ? V4R_OK : v4r_fail(err, V4R_EIO, "%s: the folder %s does not exist", output, dir);
+    free(dir);
+    return rc;
+}
+
 static int run_train(train_run *run, v4r_err *err)
 {
     train_args *a = (train_args *)run->a;
     v4r_dataset ds;
-    int rc = v4r_dataset_load(a->dataset, &ds, err);
+    int rc = check_output_dir(a->output, err);
+    if (rc)
+        return rc;
+    rc = v4r_dataset_load(a->dataset, &ds, err);
     if (rc)
         return rc;
     v4r_matrix text = {0}, vision = {0};
