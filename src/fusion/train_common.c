@@ -232,3 +232,36 @@ int v4r_train(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, 
         return v4r_train_smore(ds, o, out, log, err);
     return v4r_fail(err, V4R_EUSAGE, "unknown model %d", o->model);
 }
+
+void v4r_epoch_begin(v4r_epoch_acc *a)
+{
+    a->t0 = v4r_now();
+    a->c0 = v4r_cpu_now();
+    a->loss_sum = a->norm_sum = 0;
+}
+
+int v4r_train_step(v4r_epoch_acc *a, v4r_epoch_log *e, v4r_ad_tape *tape, v4r_params *ps, v4r_ad_tensor *loss,
+                   const v4r_adam *adam, double clip)
+{
+    e->steps++;
+    if (!isfinite(loss->val[0]))
+        return 1;
+    v4r_ad_backward(tape, loss);
+    double norm = clip > 0 ? v4r_params_clip(ps, clip) : v4r_params_grad_norm(ps);
+    if (!isfinite(norm))
+        return 1;
+    v4r_adam_step(ps, adam, e->lr);
+    a->loss_sum += loss->val[0];
+    a->norm_sum += norm;
+    return 0;
+}
+
+void v4r_epoch_end(v4r_epoch_acc *a, v4r_epoch_log *e, v4r_ad_tape *tape, size_t bad)
+{
+    v4r_debug("training tape: %.0f MiB", (double)v4r_ad_tape_bytes(tape) / (1 << 20));
+    v4r_ad_tape_reset(tape);
+    e->train_loss = a->loss_sum / (double)(e->steps - (bad != 0));
+    e->grad_norm = a->norm_sum / (double)(e->steps - (bad != 0));
+    e->seconds = v4r_now() - a->t0;
+    e->cpu_seconds = v4r_cpu_now() - a->c0;
+}

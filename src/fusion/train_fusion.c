@@ -152,7 +152,8 @@ static size_t train_epoch(fusion_run *r, v4r_epoch_log *e, const v4r_adam *adam)
     snprintf(label, sizeof label, "epoch %zu/%zu", e->epoch, o->epochs);
     v4r_progress prog;
     v4r_progress_start(&prog, label, r->n_ex);
-    double t0 = v4r_now(), c0 = v4r_cpu_now(), loss_sum = 0, norm_sum = 0;
+    v4r_epoch_acc acc;
+    v4r_epoch_begin(&acc);
     size_t bad = 0;
     for (size_t b0 = 0; b0 < r->n_ex && !bad; b0 += bs) {
         size_t n = r->n_ex - b0 < bs ? r->n_ex - b0 : bs;
@@ -162,29 +163,14 @@ static size_t train_epoch(fusion_run *r, v4r_epoch_log *e, const v4r_adam *adam)
             neg[i] = r->cands[v4r_rng_below(&rng, r->n_cands)];
         v4r_params_zero_grad(&r->m->params);
         v4r_ad_tensor *loss = batch_loss(r, r->ex_item + b0, o->objective == V4R_OBJ_RELEASED ? NULL : pos, n, neg, nn);
-        e->steps++;
-        if (!isfinite(loss->val[0])) {
+        if (v4r_train_step(&acc, e, r->tape, &r->m->params, loss, adam, o->clip)) {
             bad = e->steps;
             break;
         }
-        v4r_ad_backward(r->tape, loss);
-        double norm = o->clip > 0 ? v4r_params_clip(&r->m->params, o->clip) : v4r_params_grad_norm(&r->m->params);
-        if (!isfinite(norm)) {
-            bad = e->steps;
-            break;
-        }
-        v4r_adam_step(&r->m->params, adam, e->lr);
-        loss_sum += loss->val[0];
-        norm_sum += norm;
         v4r_progress_add(&prog, n);
     }
     v4r_progress_end(&prog);
-    v4r_debug("training tape: %.0f MiB", (double)v4r_ad_tape_bytes(r->tape) / (1 << 20));
-    v4r_ad_tape_reset(r->tape);
-    e->train_loss = loss_sum / (double)(e->steps - (bad != 0));
-    e->grad_norm = norm_sum / (double)(e->steps - (bad != 0));
-    e->seconds = v4r_now() - t0;
-    e->cpu_seconds = v4r_cpu_now() - c0;
+    v4r_epoch_end(&acc, e, r->tape, bad);
     free(pos);
     free(neg);
     return bad;

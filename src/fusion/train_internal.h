@@ -39,6 +39,20 @@ double v4r_valid_recall_native(const v4r_valid_set *v, const float *users, const
 /* CPU time of the whole process (every thread), seconds. */
 double v4r_cpu_now(void);
 
+/* One epoch's running totals, shared by the fusion and SMORE trainers. */
+typedef struct {
+    double t0, c0, loss_sum, norm_sum;
+} v4r_epoch_acc;
+void v4r_epoch_begin(v4r_epoch_acc *a);
+/* One optimizer step on a computed loss: counts the step, then backward, the gradient norm (clipped
+ * when clip > 0) and Adam at e->lr. Returns 1, updating nothing, when the loss or the norm is not
+ * finite. */
+int v4r_train_step(v4r_epoch_acc *a, v4r_epoch_log *e, v4r_ad_tape *tape, v4r_params *ps, v4r_ad_tensor *loss,
+                   const v4r_adam *adam, double clip);
+/* Frees the tape for the next epoch and fills e's mean loss, mean norm and times; bad is the step
+ * that was not finite (0: none). */
+void v4r_epoch_end(v4r_epoch_acc *a, v4r_epoch_log *e, v4r_ad_tape *tape, size_t bad);
+
 /* A fresh entry at the end of the log (epoch numbered, metrics NaN). */
 v4r_epoch_log *v4r_train_log_push(v4r_train_log *log);
 /* Records where training stopped on a value that is not finite and says so (V4R_EINPUT). */

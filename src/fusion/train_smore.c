@@ -96,7 +96,8 @@ static size_t train_epoch(smore_run *r, v4r_epoch_log *e, const v4r_adam *adam)
     snprintf(label, sizeof label, "epoch %zu/%zu", e->epoch, o->epochs);
     v4r_progress prog;
     v4r_progress_start(&prog, label, r->n_inter);
-    double t0 = v4r_now(), c0 = v4r_cpu_now(), loss_sum = 0, norm_sum = 0;
+    v4r_epoch_acc acc;
+    v4r_epoch_begin(&acc);
     size_t bad = 0;
     for (size_t b0 = 0; b0 < r->n_inter; b0 += o->batch) {
         size_t n = r->n_inter - b0 < o->batch ? r->n_inter - b0 : o->batch;
@@ -106,29 +107,14 @@ static size_t train_epoch(smore_run *r, v4r_epoch_log *e, const v4r_adam *adam)
         v4r_params_zero_grad(&r->m->params);
         v4r_ad_tensor *loss = v4r_smore_loss(r->tape, r->m, r->user + b0, r->item + b0, neg, n, o->batch,
                                              o->reg_weight, o->cl_weight, (float)o->cl_temperature);
-        e->steps++;
-        if (!isfinite(loss->val[0])) {
+        if (v4r_train_step(&acc, e, r->tape, &r->m->params, loss, adam, o->clip)) {
             bad = e->steps;
             break;
         }
-        v4r_ad_backward(r->tape, loss);
-        double norm = o->clip > 0 ? v4r_params_clip(&r->m->params, o->clip) : v4r_params_grad_norm(&r->m->params);
-        if (!isfinite(norm)) {
-            bad = e->steps;
-            break;
-        }
-        v4r_adam_step(&r->m->params, adam, e->lr);
-        loss_sum += loss->val[0];
-        norm_sum += norm;
         v4r_progress_add(&prog, n);
     }
     v4r_progress_end(&prog);
-    v4r_debug("training tape: %.0f MiB", (double)v4r_ad_tape_bytes(r->tape) / (1 << 20));
-    v4r_ad_tape_reset(r->tape);
-    e->train_loss = loss_sum / (double)(e->steps - (bad != 0));
-    e->grad_norm = norm_sum / (double)(e->steps - (bad != 0));
-    e->seconds = v4r_now() - t0;
-    e->cpu_seconds = v4r_cpu_now() - c0;
+    v4r_epoch_end(&acc, e, r->tape, bad);
     free(neg);
     return bad;
 }
