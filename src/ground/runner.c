@@ -195,12 +195,19 @@ static int start_job(v4r_run *r, v4r_job *j, int ep, double now)
     return 0;
 }
 
+/* Image downloads in flight. */
+static size_t fetching_in_flight(const v4r_run *r)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < r->n_jobs; k++)
+        n += r->jobs[k]->stage == JOB_SEND && r->jobs[k]->fetching;
+    return n;
+}
+
 /* Sends every waiting job that is due and has somewhere to go, oldest first. */
 static void dispatch(v4r_run *r, double now)
 {
-    size_t fetching = 0;
-    for (size_t k = 0; k < r->n_jobs; k++)
-        fetching += r->jobs[k]->stage == JOB_SEND && r->jobs[k]->fetching;
+    size_t fetching = fetching_in_flight(r);
     for (size_t k = 0; k < r->n_jobs; k++) {
         v4r_job *j = r->jobs[k];
         if (j->stage != JOB_WAIT || j->not_before > now)
@@ -334,10 +341,7 @@ static long poll_timeout_ms(v4r_run *r, double now)
     /* jobs already due wait for a free slot, which only a finished transfer (socket activity) or
      * the end of a rest brings; jobs backing off wake the loop when they become due */
     int slot_free = free_slots(r, now) > 0;
-    size_t fetching = 0;
-    for (size_t k = 0; k < r->n_jobs; k++)
-        fetching += r->jobs[k]->stage == JOB_SEND && r->jobs[k]->fetching;
-    int fetch_free = fetching < r->max_jobs / 2;
+    int fetch_free = fetching_in_flight(r) < r->max_jobs / 2;
     for (size_t k = 0; k < r->n_jobs; k++) {
         const v4r_job *j = r->jobs[k];
         if (j->stage != JOB_WAIT || (j->not_before <= now && !(j->fetching ? fetch_free : slot_free)))
