@@ -1,0 +1,97 @@
+/* index: the serving index, one file loaded by mmap (versioned header, checksum, item ids, the
+ * L2-normalized item vectors in float32, float16 or int8, the last items of every known user), and
+ * batched recommendation over it: profile construction plus one matrix product per batch. */
+#ifndef VLM4REC_INDEX_H
+#define VLM4REC_INDEX_H
+
+#include "vlm4rec/base.h"
+#include "vlm4rec/data.h"
+#include "vlm4rec/io.h"
+
+/* Storage of the vectors. int8 is symmetric per row: row = round(v / scale), scale = max|v| / 127. */
+typedef enum { V4R_INDEX_F32 = 0, V4R_INDEX_F16 = 1, V4R_INDEX_I8 = 2 } v4r_index_dtype;
+const char *v4r_index_dtype_name(v4r_index_dtype t); /* "float32", "float16", "int8" */
+int v4r_index_dtype_parse(const char *name);          /* -1 when unknown */
+
+typedef struct {
+    v4r_index_dtype dtype;    /* default float32 */
+    unsigned history_splits;  /* bit per split giving users' histories; default train|valid|test */
+    size_t keep;              /* last items kept per user; default 10; 0 = all */
+    size_t profile_length;    /* a profile is the mean of the last this many history items; default 10 */
+    const char *label;        /* version label; NULL = "<dtype>-<first 12 hex of the checksum>" */
+    size_t check_users;       /* known users sampled to measure the recall of float16/int8 against
+                                 float32 (default 2000; 0 = skip) */
+    size_t check_k;           /* the K of that recall (default 10) */
+    uint64_t seed;            /* the sample's seed */
+} v4r_index_build_opts;
+
+void v4r_index_build_defaults(v4r_index_build_opts *o);
+
+/* What a build measured and wrote. recall_vs_f32 is the mean over sampled users of
+ * |top-K(stored) ∩ top-K(float32)| / K; 1 for float32 itself; -1 when not measured. */
+typedef struct {
+    size_t n_items, dim, n_users, n_history; /* n_history: user history entries stored */
+    uint64_t file_bytes;
+    double recall_vs_f32;
+    size_t recall_users;
+    char checksum[65]; /* hex sha256 of everything after the header */
+    char version[128];
+} v4r_index_build_report;
+
+/* Builds the index of a dataset's items (vectors: one row per dataset item; rows are L2-normalized
+ * here; a zero or non-finite row is an error naming the row and item id) into path, atomically. */
+int v4r_index_build(const v4r_dataset *ds, const v4r_matrix *vectors, const v4r_index_build_opts *o,
+                    const char *path, v4r_index_build_report *rep, v4r_err *err);
+
+/* An open index: read-only, mmap'ed, safe to search from many threads at once. */
+typedef struct v4r_index v4r_index;
+
+/* Opens and checks an index: magic, format version, sizes against the file length, every offset,
+ * and (verify = 1) the checksum. Errors name the file and what is wrong. */
+int v4r_index_open(const char *path, int verify, v4r_index **out, v4r_err *err);
+void v4r_index_close(v4r_index *ix);
+
+size_t v4r_index_n_items(const v4r_index *ix);
+size_t v4r_index_dim(const v4r_index *ix);
+size_t v4r_index_n_users(const v4r_index *ix);
+size_t v4r_index_profile_length(const v4r_index *ix);
+v4r_index_dtype v4r_index_storage(const v4r_index *ix);
+const char *v4r_index_version(const v4r_index *ix);  /* the label */
+const char *v4r_index_checksum(const v4r_index *ix); /* hex sha256 */
+double v4r_index_recall_vs_f32(const v4r_index *ix); /* as measured at build; -1 unknown */
+/* Build facts as one JSON object (dataset, vectors source, created time, options, recall check). */
+const char *v4r_index_meta_json(const v4r_index *ix);
+
+const char *v4r_index_item_id(const v4r_index *ix, int32_t item);
+const char *v4r_index_user_id(const v4r_index *ix, int32_t user);
+int32_t v4r_index_find_item(const v4r_index *ix, const char *id, size_t len); /* -1 when unknown */
+int32_t v4r_index_find_user(const v4r_index *ix, const char *id, size_t len); /* -1 when unknown */
+/* A known user's stored history, oldest first. */
+size_t v4r_index_user_history(const v4r_index *ix, int32_t user, const int32_t **items);
+/* One item's vector as float32 (dequantized for float16/int8) into out (dim floats). */
+void v4r_index_item_vector(const v4r_index *ix, int32_t item, float *out);
+
+/* One query. The profile is the normalized mean of the last profile_length items of history
+ * (oldest first, most recent last); a query may instead give its own vector (then history only
+ * excludes). */
+typedef struct {
+    const int32_t *history;
+    size_t n_history;
+    const float *vector;      /* NULL = the profile of history; else dim floats, used as they are */
+    const int32_t *exclude;   /* never returned (any order, repeats allowed) */
+    size_t n_exclude;
+    int keep_history;         /* 0 (default): history items are not returned */
+    const int32_t *candidates;/* NULL = every item; else only these (any order, repeats allowed) */
+    size_t n_candidates;
+    size_t k;                 /* at most kmax of v4r_index_search */
+} v4r_index_query;
+
+/* Answers nq queries with one matrix product over the catalog (in cache-sized item blocks): for
+ * query q, top_items[q * kmax + j] / top_scores[...] for j < k by (score desc, item index asc);
+ * -1 / 0 pad lists shorter than kmax (few candidates). For float32 storage the lists equal
+ * v4r_rank's (eval) on the same history, masks and candidates. Runs on the calling thread; scratch
+ * is allocated per call. A query with an empty history and no vector is V4R_EINPUT. */
+int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
+                     int32_t *top_items, float *top_scores, v4r_err *err);
+
+#endif
