@@ -101,6 +101,8 @@ void v4r_strmap_free(v4r_strmap *m);
 /* Returns the existing value when key is present (and does not insert), else inserts val, returns -1. */
 int64_t v4r_strmap_put(v4r_strmap *m, const char *key, int64_t val);
 int64_t v4r_strmap_get(const v4r_strmap *m, const char *key); /* -1 when absent */
+/* v4r_strmap_get of the len bytes at key (not NUL-terminated). */
+int64_t v4r_strmap_getn(const v4r_strmap *m, const char *key, size_t len);
 
 /* A small deterministic random generator (splitmix64 seeding xoshiro256**). */
 typedef struct {

@@ -23,6 +23,7 @@ typedef struct {
                                  float32 (default 2000; 0 = skip) */
     size_t check_k;           /* the K of that recall (default 10) */
     uint64_t seed;            /* the sample's seed */
+    const char *vectors_source; /* recorded in the meta (the vectors spec); NULL = not recorded */
 } v4r_index_build_opts;
 
 void v4r_index_build_defaults(v4r_index_build_opts *o);

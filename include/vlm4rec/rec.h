@@ -31,6 +31,11 @@ typedef struct {
     int32_t *candidates; /* candidate item indices, ascending */
 } v4r_eval_set;
 
+/* Every user's interactions in the given splits (bit per split), chronologically: the order of
+ * eval's histories (timestamp, then split order and file order). User u's items are
+ * items[off[u] .. off[u + 1]); off has n_users + 1 entries. Caller frees both. */
+void v4r_user_histories(const v4r_dataset *ds, unsigned splits, size_t **off, int32_t **items);
+
 int v4r_eval_set_build(const v4r_dataset *ds, const v4r_protocol *p, v4r_eval_set *es, v4r_err *err);
 void v4r_eval_set_free(v4r_eval_set *es);
 

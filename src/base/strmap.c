@@ -38,6 +38,14 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
 void v4r_strmap_init(v4r_strmap *m, size_t expected)
 {
     size_t cap = 16;
@@ -101,5 +109,15 @@ int64_t v4r_strmap_put(v4r_strmap *m, const char *key, int64_t val)
 int64_t v4r_strmap_get(const v4r_strmap *m, const char *key)
 {
     size_t i = slot_of(m->keys, m->cap, key);
+    return m->keys[i] ? m->vals[i] : -1;
+}
+
+int64_t v4r_strmap_getn(const v4r_strmap *m, const char *key, size_t len)
+{
+    if (memchr(key, 0, len))
+        return -1; /* no stored key holds a NUL */
+    size_t i = hash_bytes(key, len) & (m->cap - 1);
+    while (m->keys[i] && (strncmp(m->keys[i], key, len) != 0 || m->keys[i][len] != 0))
+        i = (i + 1) & (m->cap - 1);
     return m->keys[i] ? m->vals[i] : -1;
 }

@@ -23,6 +23,9 @@ static const char *usage =
     "                   (not a vision-language model)\n"
     "  report           results files into report.md and a self-contained report.html\n"
     "  explain          a user's history and the top-K of two representations side by side\n"
+    "  index build      the serving index of a dataset's item vectors (one mmap'ed file)\n"
+    "  index info       an index's header and build facts\n"
+    "  recommend        top-K items from an index for a user, a history or a list of users\n"
     "  run              the whole study from a config file, stage by stage, skipping what is done\n"
     "  demo             the whole pipeline on the embedded synthetic default\n"
     "  help             this text\n"
@@ -67,6 +70,10 @@ int main(int argc, char **argv)
         return v4r_cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "explain"))
         return v4r_cmd_explain(argc - 1, argv + 1);
+    if (!strcmp(cmd, "index"))
+        return v4r_cmd_index(argc - 1, argv + 1);
+    if (!strcmp(cmd, "recommend"))
+        return v4r_cmd_recommend(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return v4r_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))

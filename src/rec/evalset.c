@@ -86,6 +86,17 @@ static void group_history(const v4r_dataset *ds, unsigned splits, size_t **off_o
     *out = e;
 }
 
+void v4r_user_histories(const v4r_dataset *ds, unsigned splits, size_t **off, int32_t **items)
+{
+    hist_entry *e;
+    group_history(ds, splits, off, &e);
+    size_t total = (*off)[ds->n_users];
+    *items = v4r_malloc((total ? total : 1) * sizeof **items);
+    for (size_t i = 0; i < total; i++)
+        (*items)[i] = e[i].item;
+    free(e);
+}
+
 static int32_t *truth_lists(const v4r_dataset *ds, int split, size_t **off_out)
 {
     const v4r_split *sp = &ds->split[split];

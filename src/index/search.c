@@ -1,0 +1,209 @@
+/* Batched search over an open index: query checks, profiles, masks, the scan of the vector panels
+ * in cache-sized chunks by query groups, and the top-K lists (v4r_rank's heap and order). */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../rec/rank_internal.h"
+
+enum { CHUNK_BYTES = 256 * 1024 }; /* vector bytes scanned per pass over the query groups */
+
+/* One query's working state. */
+typedef struct {
+    v4r_topk top;
+    uint64_t *blocked; /* bit per item: never returned */
+    int direct;        /* few candidates: scored one by one */
+} query_state;
+
+static int check_list(const int32_t *v, size_t n, size_t n_items, size_t q, const char *what, v4r_err *err)
+{
+    if (n && !v)
+        return v4r_fail(err, V4R_EUSAGE, "query %zu: %zu %s but no array", q, n, what);
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0 || (size_t)v[i] >= n_items)
+            return v4r_fail(err, V4R_EINPUT, "query %zu: %s entry %zu is item %d, not below %zu", q, what, i, v[i],
+                            n_items);
+    return V4R_OK;
+}
+
+static int check_query(const v4r_index *ix, const v4r_index_query *qr, size_t q, size_t kmax, v4r_err *err)
+{
+    size_t n = ix->h.n_items;
+    if (qr->k > kmax)
+        return v4r_fail(err, V4R_EUSAGE, "query %zu: k = %zu is above kmax = %zu", q, qr->k, kmax);
+    if (!qr->vector && qr->n_history == 0)
+        return v4r_fail(err, V4R_EINPUT, "query %zu: no history and no vector", q);
+    int rc = check_list(qr->history, qr->n_history, n, q, "history", err);
+    if (!rc)
+        rc = check_list(qr->exclude, qr->n_exclude, n, q, "exclude", err);
+    if (!rc)
+        rc = check_list(qr->candidates, qr->n_candidates, n, q, "candidates", err);
+    for (size_t k = 0; !rc && qr->vector && k < ix->h.dim; k++)
+        if (!isfinite(qr->vector[k]))
+            rc = v4r_fail(err, V4R_EINPUT, "query %zu: vector entry %zu is not a finite number", q, k);
+    return rc;
+}
+
+static const float *index_row(const void *ctx, int32_t item, size_t h, float *tmp)
+{
+    (void)h;
+    v4r_index_item_vector(ctx, item, tmp);
+    return tmp;
+}
+
+static void set_bits(uint64_t *bits, const int32_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bits[v[i] >> 6] |= (uint64_t)1 << (v[i] & 63);
+}
+
+static int is_set(const uint64_t *bits, int32_t i) { return (int)(bits[i >> 6] >> (i & 63) & 1); }
+
+/* The blocked items of a query: history (unless kept), exclusions, and everything but the candidates. */
+static void block_items(const v4r_index_query *qr, size_t words, uint64_t *bits)
+{
+    int only = qr->candidates != NULL;
+    memset(bits, only ? 0xff : 0, words * sizeof *bits);
+    for (size_t i = 0; only && i < qr->n_candidates; i++)
+        bits[qr->candidates[i] >> 6] &= ~((uint64_t)1 << (qr->candidates[i] & 63));
+    if (!qr->keep_history)
+        set_bits(bits, qr->history, qr->n_history);
+    set_bits(bits, qr->exclude, qr->n_exclude);
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Few candidates: score each distinct one in ascending item order. */
+static void search_direct(const v4r_index *ix, const v4r_index_query *qr, const float *prof, query_state *st)
+{
+    int32_t *c = v4r_malloc((qr->n_candidates ? qr->n_candidates : 1) * sizeof *c);
+    memcpy(c, qr->candidates, qr->n_candidates * sizeof *c);
+    qsort(c, qr->n_candidates, sizeof *c, cmp_i32);
+    for (size_t i = 0; i < qr->n_candidates; i++)
+        if ((i == 0 || c[i] != c[i - 1]) && !is_set(st->blocked, c[i]))
+            v4r_topk_offer(&st->top, ix_score_item(ix, prof, c[i]), c[i]);
+    free(c);
+}
+
+/* Offers the scores of items first..first+n-1 to a query, the heap's threshold first. */
+static void offer_scores(query_state *st, const float *s, size_t n, int32_t first)
+{
+    v4r_topk *t = &st->top;
+    if (t->kmax == 0)
+        return;
+    for (size_t j = 0; j < n; j++) {
+        /* full: a later item with an equal score never wins */
+        if (t->n == t->kmax && !(s[j] > t->heap[0].s))
+            continue;
+        if (!is_set(st->blocked, first + (int32_t)j))
+            v4r_topk_offer(t, s[j], first + (int32_t)j);
+    }
+}
+
+/* A group of R scanned queries: their profiles k-major. */
+typedef struct {
+    size_t R;
+    size_t first; /* into the scan order */
+    float *a;
+} group;
+
+static size_t make_groups(const size_t *order, size_t n_scan, const float *prof, size_t d, group *g, float *a)
+{
+    size_t ng = 0, done = 0;
+    for (size_t s = 0; ix_group_sizes[s]; s++)
+        while (n_scan - done >= ix_group_sizes[s]) {
+            size_t R = ix_group_sizes[s];
+            g[ng] = (group){R, done, a};
+            for (size_t u = 0; u < R; u++)
+                for (size_t k = 0; k < d; k++)
+                    a[k * R + u] = prof[order[done + u] * d + k];
+            a += R * d;
+            done += R;
+            ng++;
+        }
+    return ng;
+}
+
+static void scan_catalog(const v4r_index *ix, const size_t *order, size_t n_scan, const float *prof,
+                         query_state *st)
+{
+    size_t d = ix->h.dim, n_items = ix->h.n_items;
+    size_t panel_bytes = IX_PANEL * d * ix_dtype_size((int)ix->h.dtype);
+    size_t chunk = CHUNK_BYTES / panel_bytes ? CHUNK_BYTES / panel_bytes : 1, ldo = chunk * IX_PANEL;
+    group *g = v4r_malloc(n_scan * sizeof *g);
+    float *a = v4r_malloc(n_scan * d * sizeof *a);
+    float *out = v4r_malloc(12 * ldo * sizeof *out);
+    size_t ng = make_groups(order, n_scan, prof, d, g, a);
+    for (size_t p0 = 0; p0 < ix->n_panels; p0 += chunk) {
+        size_t np = ix->n_panels - p0 < chunk ? ix->n_panels - p0 : chunk;
+        size_t first = p0 * IX_PANEL, n = n_items - first < np * IX_PANEL ? n_items - first : np * IX_PANEL;
+        for (size_t i = 0; i < ng; i++) {
+            ix_score_panels(ix, g[i].a, g[i].R, p0, np, out, ldo);
+            for (size_t u = 0; u < g[i].R; u++)
+                offer_scores(&st[order[g[i].first + u]], out + u * ldo, n, (int32_t)first);
+        }
+    }
+    free(g);
+    free(a);
+    free(out);
+}
+
+static void finish(query_state *st, size_t k, size_t kmax, int32_t *items, float *scores)
+{
+    v4r_topk_finish(&st->top, items, scores);
+    for (size_t j = 0; j < kmax; j++)
+        if (j >= k || items[j] < 0) {
+            items[j] = -1;
+            scores[j] = 0;
+        }
+}
+
+int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
+                     int32_t *top_items, float *top_scores, v4r_err *err)
+{
+    for (size_t q = 0; q < nq; q++) {
+        int rc = check_query(ix, &queries[q], q, kmax, err);
+        if (rc)
+            return rc;
+    }
+    if (nq == 0)
+        return V4R_OK;
+    size_t d = ix->h.dim, words = (ix->h.n_items + 63) / 64, n_scan = 0;
+    float *prof = v4r_malloc(nq * d * sizeof *prof), *tmp = v4r_malloc(d * sizeof *tmp);
+    query_state *st = v4r_calloc(nq, sizeof *st);
+    uint64_t *bits = v4r_malloc(nq * words * sizeof *bits);
+    v4r_entry *heaps = v4r_malloc((kmax ? nq * kmax : 1) * sizeof *heaps);
+    size_t *order = v4r_malloc(nq * sizeof *order);
+    for (size_t q = 0; q < nq; q++) {
+        const v4r_index_query *qr = &queries[q];
+        if (qr->vector)
+            memcpy(prof + q * d, qr->vector, d * sizeof *prof);
+        else
+            v4r_profile_rows(qr->history, qr->n_history, ix->h.profile_length, d, index_row, ix, tmp, prof + q * d);
+        st[q].top = (v4r_topk){heaps + q * kmax, 0, qr->k, NULL, 0, NULL};
+        st[q].blocked = bits + q * words;
+        block_items(qr, words, st[q].blocked);
+        st[q].direct = qr->candidates && qr->n_candidates * 8 < ix->h.n_items;
+        if (st[q].direct)
+            search_direct(ix, qr, prof + q * d, &st[q]);
+        else
+            order[n_scan++] = q;
+    }
+    if (n_scan)
+        scan_catalog(ix, order, n_scan, prof, st);
+    for (size_t q = 0; q < nq; q++)
+        finish(&st[q], queries[q].k, kmax, top_items + q * kmax, top_scores + q * kmax);
+    free(prof);
+    free(tmp);
+    free(st);
+    free(bits);
+    free(heaps);
+    free(order);
+    return V4R_OK;
+}
