@@ -23,6 +23,7 @@ int v4r_cmd_explain(int argc, char **argv);
 int v4r_cmd_run(int argc, char **argv);
 int v4r_cmd_index(int argc, char **argv);
 int v4r_cmd_recommend(int argc, char **argv);
+int v4r_cmd_serve(int argc, char **argv);
 
 /* Prints "vlm4rec: <message>" for a failed status and returns its exit code. */
 int v4r_cli_report(const v4r_err *err);

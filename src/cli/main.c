@@ -27,6 +27,7 @@ static const char *usage =
     "  index info       an index's header and build facts\n"
     "  recommend        top-K items from an index for a user, a history or a list of users\n"
     "  run              the whole study from a config file, stage by stage, skipping what is done\n"
+    "  serve            the recommendation HTTP service over an index\n"
     "  demo             the whole pipeline on the embedded synthetic default\n"
     "  help             this text\n"
     "  version          print the version\n"
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
         return v4r_cmd_recommend(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return v4r_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return v4r_cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return v4r_cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "vlm4rec: unknown command '%s'\n\n%s", cmd, usage);

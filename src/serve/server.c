@@ -198,7 +198,7 @@ static int start_daemon(v4r_server *s, v4r_err *err)
     int rc = resolve_host(s->host, s->o.port, &sa, &v6, err);
     if (rc)
         return rc;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(
