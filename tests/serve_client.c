@@ -30,6 +30,16 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Polls cond every 10 ms; fails the test when it is still false after two minutes. */
+#define WAIT_FOR(cond, what)                                                                                    \
+    do {                                                                                                        \
+        for (int waited_ = 0; !(cond); waited_ += 10) {                                                         \
+            if (waited_ > 120000)                                                                               \
+                fail_msg("still waiting for %s", what);                                                         \
+            sleep_ms(10);                                                                                       \
+        }                                                                                                       \
+    } while (0)
+
 /* Splits a space-separated argument string (no quoting) into argv after "vlm4rec serve". */
 static char **serve_argv(const char *args, const char *port_file)
 {

@@ -586,19 +586,17 @@ static void *hammer_main(void *arg)
     return NULL;
 }
 
+static int version_is(const reply *r, const char *version)
+{
+    const char *v = json_string_value(json_object_get(r->json, "index_version"));
+    return v && !strcmp(v, version);
+}
+
 /* Polls /healthz until it reports version (the reload is in the background). */
 static void wait_version(CURL *h, int port, const char *version)
 {
     reply r = {0};
-    for (int waited = 0;; waited += 10) {
-        http_get(h, port, "/healthz", &r);
-        const char *v = json_string_value(json_object_get(r.json, "index_version"));
-        if (v && !strcmp(v, version))
-            break;
-        if (waited > 120000)
-            fail_msg("the server never served index %s", version);
-        sleep_ms(10);
-    }
+    WAIT_FOR(http_get(h, port, "/healthz", &r) == CURLE_OK && version_is(&r, version), version);
     reply_free(&r);
 }
 
@@ -614,8 +612,20 @@ static void publish(const char *src, const char *path)
 
 static void wait_answered(atomic_long *answered, long at_least)
 {
-    while (atomic_load(answered) < at_least)
-        sleep_ms(2);
+    WAIT_FOR(atomic_load(answered) >= at_least, "answers to the load");
+}
+
+/* How many mappings of the process's memory name a file whose path holds name. */
+static int mappings_of(pid_t pid, const char *name)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    char *maps = read_text(path);
+    int n = 0;
+    for (const char *p = maps; p && (p = strstr(p, name)); p++)
+        n++;
+    free(maps);
+    return n;
 }
 
 static void test_swap_under_load(void **state)
@@ -649,8 +659,7 @@ static void test_swap_under_load(void **state)
     char *broken = v4r_path_join(tmp, "broken.idx");
     publish(broken, serving);
     kill(sv.pid, SIGHUP);
-    while (scrape(h, sv.port, "vlm4rec_index_reloads_total{result=\"error\"}") < 1)
-        sleep_ms(10);
+    WAIT_FOR(scrape(h, sv.port, "vlm4rec_index_reloads_total{result=\"error\"}") == 1, "the failed reload");
     wait_answered(&answered, atomic_load(&answered) + 25);
     atomic_store(&stop, 1);
     long ok[2] = {0, 0}, failed = 0;
@@ -665,6 +674,8 @@ static void test_swap_under_load(void **state)
     assert_true(scrape(h, sv.port, "vlm4rec_index_reloads_total{result=\"ok\"}") == swaps);
     assert_true(scrape(h, sv.port, "vlm4rec_index_reloads_total{result=\"error\"}") == 1);
     wait_version(h, sv.port, labels[swaps % 2]);
+    /* every index swapped out was closed once its last request was answered: one file mapped */
+    WAIT_FOR(mappings_of(sv.pid, "/serving.idx") == 1, "the old indexes to be closed");
     curl_easy_cleanup(h);
     assert_int_equal(server_stop(&sv, SIGTERM), 0);
     server_free(&sv);
@@ -730,12 +741,11 @@ static void test_sigterm_drains(void **state)
     raw_send(idle, health, strlen(health));
     free(raw_response(idle, &status));
     assert_int_equal(status, 200);
-    while (scrape(h, sv.port, "vlm4rec_inflight_requests") < N_DRAIN + 1) /* + the scrape */
-        sleep_ms(10);
+    WAIT_FOR(scrape(h, sv.port, "vlm4rec_inflight_requests") == N_DRAIN + 1, "requests in flight"); /* + the scrape */
     curl_easy_cleanup(h);
     kill(sv.pid, SIGTERM);
-    for (int fd; (fd = raw_connect(sv.port)) >= 0; sleep_ms(10)) /* until new connections are refused */
-        close(fd);
+    int fd;
+    WAIT_FOR((fd = raw_connect(sv.port)) < 0 || close(fd) != 0, "new connections to be refused");
     raw_send(idle, health, strlen(health)); /* a new request on an old connection: refused, closed */
     char *text = raw_response(idle, &status);
     assert_int_equal(status, 503);
@@ -928,8 +938,7 @@ static void test_fuzz(void **state)
     free(sc.answer);
     free(sc.request);
     free(body);
-    while (scrape(curl, main_srv.port, "vlm4rec_inflight_requests") != 1) /* the abandoned ones are let go */
-        sleep_ms(10);
+    WAIT_FOR(scrape(curl, main_srv.port, "vlm4rec_inflight_requests") == 1, "abandoned requests to be let go");
     reply r = {0};
     for (size_t u = 0; u < 20; u++) { /* still up and right */
         char *ub = user_body(user_ids[u], 0);

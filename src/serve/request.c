@@ -159,8 +159,7 @@ static int parse_fields(serve_request *r, json_t *root, size_t max_k)
 
 int request_parse_recommend(serve_request *r, index_holder *h, size_t max_k)
 {
-    r->h = h;
-    atomic_fetch_add(&h->refs, 1);
+    r->h = h; /* the caller's reference, dropped when r is freed */
     r->unknown = json_array();
     memset(&r->q, 0, sizeof r->q);
     if (json_depth(r->body, r->n_body) > MAX_DEPTH)
@@ -176,8 +175,7 @@ int request_parse_recommend(serve_request *r, index_holder *h, size_t max_k)
 
 int request_parse_similar(serve_request *r, index_holder *h, const char *id, const char *k_text, size_t max_k)
 {
-    r->h = h;
-    atomic_fetch_add(&h->refs, 1);
+    r->h = h; /* the caller's reference, dropped when r is freed */
     r->unknown = json_array();
     memset(&r->q, 0, sizeof r->q);
     r->item = v4r_strdup(id);

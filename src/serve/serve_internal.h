@@ -59,7 +59,8 @@ typedef struct serve_request {
     size_t batch;
 } serve_request;
 
-/* Parses the body of POST /v1/recommend against h into r->q (takes a reference of h into r->h);
+/* Parses the body of POST /v1/recommend against h into r->q (r->h takes over
+ * the caller's reference to h);
  * on error sets r->status and r->answer to an error and returns -1. */
 int request_parse_recommend(serve_request *r, index_holder *h, size_t max_k);
 /* The same for GET /v1/items/{id}/similar (id decoded, k as the query string gave it or NULL). */
