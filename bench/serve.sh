@@ -72,7 +72,8 @@ row "float32, --max-batch 1 (no micro-batching)" "peak" "$(load 0 64)" >> "$repo
 stop_server
 
 $py "$here/faiss_search.py" --vectors "$vec" --threads "$threads" > "$out/serve/faiss.json"
-$py - "$out/serve/faiss.json" "$out"/serve/build-*.txt >> "$report" <<'PY'
+"$here/index.sh" "$bin" "$out/serve/index" 2 > "$out/serve/index.jsonl"
+$py - "$out/serve/faiss.json" "$out/serve/index.jsonl" "$out"/serve/build-*.txt >> "$report" <<'PY'
 import json, sys
 f = json.load(open(sys.argv[1]))
 print()
@@ -87,9 +88,21 @@ for key in sorted(k for k in f if k.startswith("t") and k[1:].isdigit()):
 print()
 print(f"FAISS batched (all queries in one search call): {f['batched_queries_per_s']:.0f} queries/s.")
 print()
+print("vlm4rec's search in process (bench/index.sh: v4r_index_search on one thread, random unit vectors of")
+print("the same shape; OpenBLAS: the scores alone as one sgemm/sgemv on one thread):")
+print()
+rows = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+batches = sorted({r["nq"] for r in rows})
+print("| search | " + " | ".join(f"batch {b} queries/s" for b in batches) + " | batch 1 ms/query |")
+print("|---|" + "---|" * (len(batches) + 1))
+for what, dtype in sorted({(r["what"], r["dtype"]) for r in rows}):
+    qps = {r["nq"]: r["queries_per_s"] for r in rows if r["what"] == what and r["dtype"] == dtype}
+    one = f"{1e3 / qps[1]:.2f}" if 1 in qps else ""
+    print(f"| {what} {dtype} | " + " | ".join(f"{qps.get(b, 0):.0f}" for b in batches) + f" | {one} |")
+print()
 print("Index builds (`vlm4rec index build`):")
 print()
-for path in sys.argv[2:]:
+for path in sys.argv[3:]:
     print("    " + open(path).read().strip().replace("\n", "\n    "))
 PY
 {
