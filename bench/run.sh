@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: full-catalog evaluation at the method's data shape, vlm4rec against numpy in one run.
-# Usage: bench/run.sh PATH/TO/vlm4rec   (BENCH_DIR=build/bench, BENCH_DATASET=DIR to reuse a dataset)
+# Usage: bench/run.sh PATH/TO/vlm4rec   (BENCH_DIR=build/bench, BENCH_DATASET=DIR to reuse a dataset,
+# BENCH_PARTS="eval encode ground vision train serve" to run only some parts)
 set -euo pipefail
 bin=$(readlink -f "${1:?usage: bench/run.sh PATH/TO/vlm4rec}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,8 +28,11 @@ timed() { # timed LOG cmd...: runs, leaves "wall_s maxrss_kb" in LOG
   /usr/bin/time -f "%e %M" -o "$1" "${@:2}"
 }
 
+parts=" ${BENCH_PARTS:-eval encode ground vision train serve} "
+want() { [[ "$parts" == *" $1 "* ]]; }
+
 report="$out/eval.md"
-{
+want eval && {
   echo "# vlm4rec eval vs numpy: $(date -u +%Y-%m-%dT%H:%MZ), $threads threads, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
   echo
   echo "| vectors | vlm4rec s | vlm4rec (BLAS path) s | numpy vectorized s | ratio | numpy, OPENBLAS_* unset s | ratio | published loop s (extrapolated) | ratio | vlm4rec peak MiB | budget MiB | numpy peak MiB | metrics agree |"
@@ -36,6 +40,7 @@ report="$out/eval.md"
 } > "$report"
 
 for v in description title; do
+  want eval || break
   vec="$ds/features/$v.npy"
   dim=$($py -c "import numpy as np; print(np.load('$vec', mmap_mode='r').shape[1])")
   best=""; rss=0
@@ -74,7 +79,7 @@ if not agree:
     sys.exit("bench: vlm4rec and numpy disagree on the metrics")
 PY
 done
-{
+want eval && {
   echo
   echo "vlm4rec s: best of 2 runs of \`vlm4rec eval\` (load, rank, metrics, JSON), wall clock. BLAS path:"
   echo "VLM4REC_KERNEL=blas (OpenBLAS sgemm + heap scan). numpy: bench/eval_numpy.py --mode vectorized"
@@ -82,8 +87,10 @@ done
   echo "them (OpenBLAS then picks its own kernels). Published loop: one cosine call and a full sort per user,"
   echo "timed on 200 users and scaled to all. Budget: 1.5 x (vector table + interactions in memory)."
 } >> "$report"
-cat "$report"
-"$here/encode.sh" "$bin" "$ds" "$out"
-"$here/ground.sh" "$bin" "$out"
-"$here/vision.sh" "$bin" "$out"
-"$here/train.sh" "$bin" "$ds" "$out"
+want eval && cat "$report"
+want encode && "$here/encode.sh" "$bin" "$ds" "$out"
+want ground && "$here/ground.sh" "$bin" "$out"
+want vision && "$here/vision.sh" "$bin" "$out"
+want train && "$here/train.sh" "$bin" "$ds" "$out"
+want serve && "$here/serve.sh" "$bin" "$ds" "$out"
+exit 0

@@ -3,7 +3,7 @@
 set -euo pipefail
 build_pkgs=(gcc make cmake ninja-build pkg-config libopenblas-openmp-dev libjansson-dev libcmocka-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libsqlite3-dev libfftw3-dev)
 test_pkgs=(chromium)   # the browser test of report.html (skipped when it cannot be installed)
-bench_pkgs=(python3 python3-numpy python3-torch hyperfine time)
+bench_pkgs=(python3 python3-numpy python3-torch python3-faiss hyperfine time wrk curl)
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
   test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;

@@ -89,9 +89,13 @@ typedef struct {
 
 /* Answers nq queries with one matrix product over the catalog (in cache-sized item blocks): for
  * query q, top_items[q * kmax + j] / top_scores[...] for j < k by (score desc, item index asc);
- * -1 / 0 pad lists shorter than kmax (few candidates). For float32 storage the lists equal
- * v4r_rank's (eval) on the same history, masks and candidates. Runs on the calling thread; scratch
- * is allocated per call. A query with an empty history and no vector is V4R_EINPUT. */
+ * -1 / 0 pad lists shorter than kmax (few candidates). Every score is the FMA chain over the
+ * dimensions in order (the arithmetic of eval's AVX-512 kernel), so a query's answer does not
+ * depend on the batch, and for float32 storage the lists equal v4r_rank's (eval) on the same
+ * history, masks and candidates (bit for bit against the AVX-512 kernel; up to near-ties against
+ * the BLAS one). Runs on the calling thread: no OpenMP, no BLAS, no global state; scratch is
+ * allocated per call. A query with an empty history and no vector, an item index out of range or a
+ * non-finite vector is V4R_EINPUT; k > kmax is V4R_EUSAGE. */
 int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
                      int32_t *top_items, float *top_scores, v4r_err *err);
 

@@ -311,19 +311,16 @@ static void append_meta(draft *f, const v4r_dataset *ds, const v4r_index_build_o
     free(text);
 }
 
-static int finish_header(draft *f, const v4r_index_build_opts *o, v4r_err *err)
+static void finish_header(draft *f, const v4r_index_build_opts *o)
 {
     f->h.file_bytes = f->size;
     v4r_sha256_hex(f->buf + IX_HEADER_BYTES, f->size - IX_HEADER_BYTES, f->h.body_sha);
-    if (o->label && (!o->label[0] || strlen(o->label) >= IX_LABEL_BYTES))
-        return v4r_fail(err, V4R_EUSAGE, "label: 1 to %d bytes", IX_LABEL_BYTES - 1);
-    if (o->label)
+    if (o->label) /* checked by check_opts */
         snprintf(f->h.label, sizeof f->h.label, "%s", o->label);
     else
         snprintf(f->h.label, sizeof f->h.label, "%s-%.12s", v4r_index_dtype_name((v4r_index_dtype)f->h.dtype),
                  f->h.body_sha);
     ix_header_encode(&f->h, f->buf);
-    return V4R_OK;
 }
 
 static int write_file(const draft *f, const char *path, v4r_err *err)
@@ -383,6 +380,23 @@ static void fill_report(const draft *f, v4r_index_build_report *rep)
     snprintf(rep->version, sizeof rep->version, "%s", f->h.label);
 }
 
+/* Header counts and every section but the meta, from the dataset and the normalized rows. */
+static void fill_sections(draft *f, const v4r_dataset *ds, const v4r_matrix *rows, const v4r_index_build_opts *o)
+{
+    memset(f, 0, sizeof *f);
+    f->h = (ix_header){.version = IX_VERSION, .dtype = (uint32_t)o->dtype, .n_items = ds->n_items,
+                       .dim = rows->cols, .n_users = ds->n_users, .keep = o->keep,
+                       .profile_length = o->profile_length, .history_splits = o->history_splits};
+    v4r_user_histories(ds, o->history_splits, &f->hoff, &f->hall);
+    f->h.n_history = count_kept(f->hoff, ds->n_users, o->keep);
+    size_t id_bytes[2] = {id_table_bytes(ds->item_id, ds->n_items), id_table_bytes(ds->user_id, ds->n_users)};
+    lay_out(f, id_bytes);
+    put_ids(f, ds->item_id, ds->n_items, SEC_ITEM_OFF, SEC_ITEM_STR);
+    put_ids(f, ds->user_id, ds->n_users, SEC_USER_OFF, SEC_USER_STR);
+    put_vectors(f, rows);
+    put_history(f, o->keep);
+}
+
 int v4r_index_build(const v4r_dataset *ds, const v4r_matrix *vectors, const v4r_index_build_opts *o,
                     const char *path, v4r_index_build_report *rep, v4r_err *err)
 {
@@ -401,23 +415,11 @@ int v4r_index_build(const v4r_dataset *ds, const v4r_matrix *vectors, const v4r_
         return rc;
     }
     draft f;
-    memset(&f, 0, sizeof f);
-    f.h = (ix_header){.version = IX_VERSION, .dtype = (uint32_t)o->dtype, .n_items = ds->n_items,
-                      .dim = vectors->cols, .n_users = ds->n_users, .keep = o->keep,
-                      .profile_length = o->profile_length, .history_splits = o->history_splits};
-    v4r_user_histories(ds, o->history_splits, &f.hoff, &f.hall);
-    f.h.n_history = count_kept(f.hoff, ds->n_users, o->keep);
-    size_t id_bytes[2] = {id_table_bytes(ds->item_id, ds->n_items), id_table_bytes(ds->user_id, ds->n_users)};
-    lay_out(&f, id_bytes);
-    put_ids(&f, ds->item_id, ds->n_items, SEC_ITEM_OFF, SEC_ITEM_STR);
-    put_ids(&f, ds->user_id, ds->n_users, SEC_USER_OFF, SEC_USER_STR);
-    put_vectors(&f, &rows);
-    put_history(&f, o->keep);
+    fill_sections(&f, ds, &rows, o);
     measure_recall(&f, &rows, o, kernel);
     append_meta(&f, ds, o);
-    rc = finish_header(&f, o, err);
-    if (!rc)
-        rc = write_file(&f, path, err);
+    finish_header(&f, o);
+    rc = write_file(&f, path, err);
     if (!rc && rep)
         fill_report(&f, rep);
     free(rows.data);

@@ -258,18 +258,18 @@ static int check_ids(const uint64_t *off, const char *str, uint64_t n, uint64_t 
     if (off[0] != 0)
         return bad(err, path, "section '%s_offsets': the first offset is %llu, not 0", what,
                    (unsigned long long)off[0]);
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t i = 0; i < n; i++)
         if (off[i + 1] <= off[i] + 1 || off[i + 1] > len)
             return bad(err, path, "section '%s_offsets': offset %llu (%llu) is not above the previous one plus 1 "
                        "or is past the ids (%llu bytes)", what, (unsigned long long)(i + 1),
                        (unsigned long long)off[i + 1], (unsigned long long)len);
-        if (memchr(str + off[i], 0, off[i + 1] - off[i]) != str + off[i + 1] - 1)
-            return bad(err, path, "section '%s_ids': id %llu is not one NUL-terminated string", what,
-                       (unsigned long long)i);
-    }
     if (off[n] != len)
         return bad(err, path, "section '%s_offsets': the last offset is %llu, the ids take %llu bytes", what,
                    (unsigned long long)off[n], (unsigned long long)len);
+    for (uint64_t i = 0; i < n; i++)
+        if (memchr(str + off[i], 0, off[i + 1] - off[i]) != str + off[i + 1] - 1)
+            return bad(err, path, "section '%s_ids': id %llu is not one NUL-terminated string", what,
+                       (unsigned long long)i);
     return V4R_OK;
 }
 
