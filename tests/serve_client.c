@@ -162,8 +162,7 @@ static CURLcode http_full(CURL *h, int port, const char *method, const char *pat
                           const char *const *headers, reply *r)
 {
     reply_free(r);
-    char url[2048];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    char *url = v4r_sprintf("http://127.0.0.1:%d%s", port, path);
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -188,6 +187,7 @@ static CURLcode http_full(CURL *h, int port, const char *method, const char *pat
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &sh);
     CURLcode rc = curl_easy_perform(h);
     curl_slist_free_all(list);
+    free(url);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->body)
         r->json = json_loadb(r->body, r->n, 0, NULL);

@@ -475,6 +475,24 @@ static void test_bad_requests(void **state)
     snprintf(value, sizeof value, "/v1/items/%s/similar?k=ten", item_ids[0]);
     http_get(curl, main_srv.port, value, &r);
     check_error(&r, 400, "\"k\"");
+    /* the header limit: refused by the HTTP layer (its own status and page), the server stays up */
+    char *huge = v4r_malloc(40100);
+    memcpy(huge, "X-Big: ", 7);
+    memset(huge + 7, 'a', 40000);
+    huge[40007] = 0;
+    const char *big_header[] = {huge, NULL};
+    http_full(curl, main_srv.port, "GET", "/healthz", NULL, 0, big_header, &r);
+    assert_int_equal(r.status, 431);
+    char *long_path = v4r_malloc(40100);
+    strcpy(long_path, "/v1/items/");
+    memset(long_path + 10, 'a', 40000);
+    strcpy(long_path + 40010, "/similar");
+    http_get(curl, main_srv.port, long_path, &r);
+    assert_int_equal(r.status, 414);
+    free(long_path);
+    free(huge);
+    http_get(curl, main_srv.port, "/healthz", &r);
+    assert_int_equal(r.status, 200);
     reply_free(&r);
 }
 
