@@ -520,6 +520,33 @@ static void test_body_limits(void **state)
     reply_free(&r);
 }
 
+/* ---- the command line ---- */
+
+static void test_cli_errors(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, "serve"), 2);
+    assert_non_null(strstr(out, "--index"));
+    free(out);
+    assert_int_equal(tu_run(&out, "serve --index '%s' --rate 1 --burst 0.5", idx[0]), 2);
+    free(out);
+    assert_int_equal(tu_run(&out, "serve --index '%s' --max-batch 0", idx[0]), 2);
+    free(out);
+    assert_int_equal(tu_run(&out, "serve --index '%s/none.idx'", tmp), 4);
+    free(out);
+    tu_write(tmp, "not-an-index.idx", "hello");
+    assert_int_equal(tu_run(&out, "serve --index '%s/not-an-index.idx'", tmp), 3);
+    assert_non_null(strstr(out, "not-an-index.idx"));
+    free(out);
+    tu_write(tmp, "empty-token.txt", "\n");
+    assert_int_equal(tu_run(&out, "serve --index '%s' --token-file '%s/empty-token.txt'", idx[0], tmp), 3);
+    assert_non_null(strstr(out, "empty-token.txt:1"));
+    free(out);
+    assert_int_equal(tu_run(&out, "serve --index '%s' --port %d", idx[0], main_srv.port), 4); /* in use */
+    free(out);
+}
+
 /* ---- token and rate limit ---- */
 
 static void test_token_and_rate(void **state)
@@ -1056,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_bad_bodies),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_body_limits),
+        cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_token_and_rate),
         cmocka_unit_test(test_swap_under_load),
         cmocka_unit_test(test_watch_and_env_token),

@@ -8,7 +8,8 @@
 #include "serve_internal.h"
 #include "vlm4rec/ground.h"
 
-#define MAX_CLIENTS 65536 /* buckets kept before the full ones are dropped */
+#define MAX_CLIENTS 65536     /* buckets kept before the full ones are dropped */
+#define MAX_RETRY_AFTER 86400 /* seconds: what Retry-After says at most */
 
 void limiter_init(rate_limiter *l, double rate, double burst)
 {
@@ -83,8 +84,8 @@ long limiter_take(rate_limiter *l, const char *client, double now)
     if (b->tokens >= 1) {
         b->tokens -= 1;
     } else {
-        wait = (long)ceil((1 - b->tokens) / l->rate);
-        wait = wait > 0 ? wait : 1;
+        double secs = ceil((1 - b->tokens) / l->rate);
+        wait = secs < 1 ? 1 : secs > MAX_RETRY_AFTER ? MAX_RETRY_AFTER : (long)secs;
     }
     pthread_mutex_unlock(&l->mu);
     return wait;

@@ -229,6 +229,8 @@ static int check_opts(const v4r_serve_opts *o, v4r_err *err)
         return v4r_fail(err, V4R_EUSAGE, "serve: max batch, max body, max k, timeout and connections must be positive");
     if (!(o->rate >= 0) || !(o->burst >= 0))
         return v4r_fail(err, V4R_EUSAGE, "serve: rate and burst must not be negative");
+    if (o->burst > 0 && o->burst < 1)
+        return v4r_fail(err, V4R_EUSAGE, "serve: a burst below 1 would refuse every request");
     if (o->token && !*o->token)
         return v4r_fail(err, V4R_EUSAGE, "serve: the bearer token is empty");
     return V4R_OK;
