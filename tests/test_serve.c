@@ -1051,7 +1051,7 @@ static void test_soak_then_clean_exit(void **state)
     soaker sk[4];
     pthread_t th[4];
     for (int t = 0; t < 4; t++) {
-        sk[t] = (soaker){.port = main_srv.port, .seed = 100 + t, .requests = 6000};
+        sk[t] = (soaker){.port = main_srv.port, .seed = 100 + t, .requests = 10000};
         pthread_create(&th[t], NULL, soak_main, &sk[t]);
     }
     long failed = 0;
