@@ -71,6 +71,28 @@ static char *read_text(const char *path)
     return text;
 }
 
+/* The children started and not yet stopped: a failed test leaves none behind (servers_kill). */
+static pid_t live[32];
+
+static void live_set(pid_t pid, pid_t to)
+{
+    for (size_t i = 0; i < sizeof live / sizeof *live; i++)
+        if (live[i] == pid) {
+            live[i] = to;
+            return;
+        }
+}
+
+static void servers_kill(void)
+{
+    for (size_t i = 0; i < sizeof live / sizeof *live; i++)
+        if (live[i] > 0) {
+            kill(live[i], SIGKILL);
+            waitpid(live[i], NULL, 0);
+            live[i] = 0;
+        }
+}
+
 /* Starts `vlm4rec serve ARGS --port 0` in dir (env: one NAME=VALUE or NULL) and waits for its port file. */
 static void server_start(server *sv, const char *dir, const char *env, const char *args)
 {
@@ -91,10 +113,12 @@ static void server_start(server *sv, const char *dir, const char *env, const cha
         _exit(127);
     }
     free_argv(argv);
+    live_set(0, sv->pid);
     char *text = NULL;
     for (int waited = 0; !(text = read_text(port_file)); waited += 20) {
         int status;
         if (waitpid(sv->pid, &status, WNOHANG) == sv->pid) {
+            live_set(sv->pid, 0);
             char *log = read_text(sv->log);
             fail_msg("vlm4rec serve %s exited before listening: %s", args, log ? log : "");
         }
@@ -114,6 +138,7 @@ static int server_stop(server *sv, int sig)
     kill(sv->pid, sig);
     int status = 0;
     assert_int_equal(waitpid(sv->pid, &status, 0), sv->pid);
+    live_set(sv->pid, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

@@ -145,8 +145,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    if (main_srv.pid > 0 && kill(main_srv.pid, 0) == 0)
-        server_stop(&main_srv, SIGKILL);
+    servers_kill();
     server_free(&main_srv);
     curl_easy_cleanup(curl);
     for (int i = 0; i < 2; i++) {
@@ -810,6 +809,7 @@ static void test_sigterm_drains(void **state)
     }
     int st = 0;
     assert_int_equal(waitpid(sv.pid, &st, 0), sv.pid);
+    live_set(sv.pid, 0);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     server_free(&sv);
