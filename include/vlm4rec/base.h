@@ -73,6 +73,13 @@ int v4r_out_open(v4r_outfile *out, const char *path, v4r_err *err);
 int v4r_out_commit(v4r_outfile *out, v4r_err *err); /* flush, fsync, close, rename */
 void v4r_out_abort(v4r_outfile *out);               /* close and remove the temporary */
 
+/* A listening address for a server: host (name or address) and port into *sa (struct
+ * sockaddr_storage from <sys/socket.h>); *v6 says IPv6. A name that does not resolve is V4R_EUSAGE,
+ * the message starting with what. */
+struct sockaddr_storage;
+int v4r_listen_address(const char *host, int port, const char *what, struct sockaddr_storage *sa, int *v6,
+                       v4r_err *err);
+
 /* Files and directories. */
 int v4r_mkdir_p(const char *path, v4r_err *err);
 int v4r_file_exists(const char *path);

@@ -44,6 +44,8 @@ char *v4r_cli_resolve(const char *dataset, const char *spec);
 /* Resolves a --model value: an existing directory as it is, else a Hugging Face id through the
  * model cache (downloading it unless offline). *dir is allocated. */
 int v4r_cli_resolve_model(const char *model, int offline, char **dir, v4r_err *err);
+/* A server's --port-file: the bound port and a newline, written atomically; 0 or the exit code. */
+int v4r_cli_write_port(const char *path, int port);
 /* Resets getopt for a fresh parse. */
 void v4r_opt_reset(void);
 

@@ -158,18 +158,6 @@ static int read_token(const char *path, char **token, v4r_err *err)
     return V4R_OK;
 }
 
-static int write_port(const char *path, int port)
-{
-    v4r_outfile out;
-    v4r_err err = {0};
-    if (v4r_out_open(&out, path, &err) != V4R_OK)
-        return v4r_cli_report(&err);
-    fprintf(out.fp, "%d\n", port);
-    if (v4r_out_commit(&out, &err) != V4R_OK)
-        return v4r_cli_report(&err);
-    return 0;
-}
-
 /* Until SIGTERM or SIGINT: SIGHUP reloads; with watch, the file is checked every second. */
 static int wait_for_stop(v4r_server *s, const sigset_t *set, int watch)
 {
@@ -213,7 +201,7 @@ int v4r_cmd_serve(int argc, char **argv)
     if (rc)
         return v4r_cli_report(&err);
     int port = v4r_server_port(s);
-    if (a.port_file && (rc = write_port(a.port_file, port)) != 0) {
+    if (a.port_file && (rc = v4r_cli_write_port(a.port_file, port)) != 0) {
         v4r_server_drain_and_free(s);
         return rc;
     }

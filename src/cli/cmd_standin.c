@@ -130,18 +130,6 @@ static int parse_args(int argc, char **argv, standin_args *a)
     return 0;
 }
 
-static int write_port(const char *path, int port)
-{
-    v4r_outfile out;
-    v4r_err err = {0};
-    if (v4r_out_open(&out, path, &err) != V4R_OK)
-        return v4r_cli_report(&err);
-    fprintf(out.fp, "%d\n", port);
-    if (v4r_out_commit(&out, &err) != V4R_OK)
-        return v4r_cli_report(&err);
-    return 0;
-}
-
 int v4r_cmd_standin(int argc, char **argv)
 {
     standin_args a;
@@ -163,7 +151,7 @@ int v4r_cmd_standin(int argc, char **argv)
     if (rc)
         return v4r_cli_report(&err);
     int port = v4r_standin_port(s);
-    if (a.port_file && (rc = write_port(a.port_file, port)) != 0) {
+    if (a.port_file && (rc = v4r_cli_write_port(a.port_file, port)) != 0) {
         v4r_standin_stop(s);
         return rc;
     }

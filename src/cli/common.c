@@ -104,3 +104,15 @@ int v4r_cli_resolve_model(const char *model, int offline, char **dir, v4r_err *e
     o.offline = offline;
     return v4r_hub_resolve(model, &o, dir, err);
 }
+
+int v4r_cli_write_port(const char *path, int port)
+{
+    v4r_outfile out;
+    v4r_err err = {0};
+    if (v4r_out_open(&out, path, &err) != V4R_OK)
+        return v4r_cli_report(&err);
+    fprintf(out.fp, "%d\n", port);
+    if (v4r_out_commit(&out, &err) != V4R_OK)
+        return v4r_cli_report(&err);
+    return 0;
+}

@@ -7,7 +7,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -674,28 +673,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 
 /* ---- lifecycle ---- */
 
-static int resolve_bind(const char *bind, int port, struct sockaddr_storage *sa, int *v6, v4r_err *err)
-{
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    int rc = getaddrinfo(bind, NULL, &hints, &res);
-    if (rc != 0 || !res)
-        return v4r_fail(err, V4R_EUSAGE, "stand-in server: cannot resolve bind address '%s': %s", bind,
-                        gai_strerror(rc));
-    memset(sa, 0, sizeof *sa);
-    memcpy(sa, res->ai_addr, res->ai_addrlen);
-    *v6 = res->ai_family == AF_INET6;
-    if (*v6)
-        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
-    freeaddrinfo(res);
-    return V4R_OK;
-}
-
 int v4r_standin_start(const v4r_standin_opts *o, v4r_standin **out, v4r_err *err)
 {
     *out = NULL;
@@ -715,7 +692,7 @@ int v4r_standin_start(const v4r_standin_opts *o, v4r_standin **out, v4r_err *err
     const char *bind = o->bind && *o->bind ? o->bind : "127.0.0.1";
     struct sockaddr_storage sa;
     int v6 = 0;
-    int rc = resolve_bind(bind, o->port, &sa, &v6, err);
+    int rc = v4r_listen_address(bind, o->port, "stand-in server", &sa, &v6, err);
     if (rc)
         return rc;
     v4r_standin *s = v4r_calloc(1, sizeof *s);

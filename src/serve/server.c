@@ -2,7 +2,6 @@
  * watch, the HTTP daemon (epoll, a small I/O thread pool, suspended connections while a query
  * waits for its batch), and the drain that answers everything received before stopping. */
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -154,26 +153,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     v4r_debug("serve: http: %s", line);
 }
 
-static int resolve_host(const char *host, int port, struct sockaddr_storage *sa, int *v6, v4r_err *err)
-{
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0 || !res)
-        return v4r_fail(err, V4R_EUSAGE, "serve: --host '%s' cannot be resolved: %s", host, gai_strerror(rc));
-    memset(sa, 0, sizeof *sa);
-    memcpy(sa, res->ai_addr, res->ai_addrlen);
-    *v6 = res->ai_family == AF_INET6;
-    if (*v6)
-        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
-    freeaddrinfo(res);
-    return V4R_OK;
-}
-
 /* Connections at most: the option, kept under the open-file limit. */
 static unsigned connection_limit(size_t wanted)
 {
@@ -195,7 +174,7 @@ static int start_daemon(v4r_server *s, v4r_err *err)
 {
     struct sockaddr_storage sa;
     int v6 = 0;
-    int rc = resolve_host(s->host, s->o.port, &sa, &v6, err);
+    int rc = v4r_listen_address(s->host, s->o.port, "serve: --host", &sa, &v6, err);
     if (rc)
         return rc;
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
