@@ -2,8 +2,9 @@
  * (38,493 random unit vectors of 384 dimensions; queries: profiles of 10 random history items,
  * k = 10, history masked), for float32, float16 and int8 storage and batches of 1, 8, 32 and 64
  * queries; beside it, one single-threaded cblas_sgemm (or sgemv at nq = 1) over the same float32
- * rows (scores only, no top-K) for reference. Prints one JSON object a line.
- * Usage: index_bench OUT_DIR [SECONDS_PER_CASE]   (run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1) */
+ * rows (scores only, no top-K) for reference; with THREADS > 1 also the scan split over 2..THREADS
+ * threads (v4r_index_search_threads). Prints one JSON object a line.
+ * Usage: index_bench OUT_DIR [SECONDS_PER_CASE [THREADS]]   (OPENBLAS_NUM_THREADS=1) */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +36,9 @@ static void make_dataset(v4r_dataset *ds, v4r_matrix *m)
         m->data[i] = (float)v4r_rng_normal(&rng);
 }
 
-/* Queries per second of batches of nq user queries, cycling over the users, for about secs. */
-static double run_index(const v4r_index *ix, size_t nq, double secs)
+/* Queries per second of batches of nq user queries, cycling over the users, for about secs; the
+ * scan on `threads` threads. */
+static double run_index(const v4r_index *ix, size_t nq, int threads, double secs)
 {
     v4r_index_query q[MAXQ];
     int32_t items[MAXQ * K];
@@ -50,7 +52,7 @@ static double run_index(const v4r_index *ix, size_t nq, double secs)
             q[i].n_history = v4r_index_user_history(ix, (int32_t)u, &q[i].history);
             q[i].k = K;
         }
-        if (v4r_index_search(ix, q, nq, K, items, scores, &err)) {
+        if (v4r_index_search_threads(ix, q, nq, K, threads, items, scores, &err)) {
             fprintf(stderr, "index_bench: %s\n", err.msg);
             exit(1);
         }
@@ -84,10 +86,11 @@ static double run_blas(const float *rows, size_t nq, double secs)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: index_bench OUT_DIR [SECONDS_PER_CASE]\n");
+        fprintf(stderr, "usage: index_bench OUT_DIR [SECONDS_PER_CASE [THREADS 1|2]]\n");
         return 2;
     }
     double secs = argc > 2 ? atof(argv[2]) : 2;
+    int max_threads = argc > 3 ? atoi(argv[3]) : 1; /* also the scan split over 2..max_threads threads */
     v4r_dataset ds;
     v4r_matrix m;
     make_dataset(&ds, &m);
@@ -105,10 +108,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "index_bench: %s\n", err.msg);
             return 1;
         }
-        for (size_t b = 0; b < 4; b++)
-            printf("{\"what\": \"index\", \"dtype\": \"%s\", \"nq\": %zu, \"queries_per_s\": %.0f, "
-                   "\"recall_vs_f32\": %.4f}\n",
-                   v4r_index_dtype_name(o.dtype), batches[b], run_index(ix, batches[b], secs), rep.recall_vs_f32);
+        for (int threads = 1; threads <= max_threads; threads++)
+            for (size_t b = 0; b < 4; b++)
+                printf("{\"what\": \"index, %d thread%s\", \"dtype\": \"%s\", \"nq\": %zu, \"queries_per_s\": %.0f, "
+                       "\"recall_vs_f32\": %.4f}\n",
+                       threads, threads == 1 ? "" : "s", v4r_index_dtype_name(o.dtype), batches[b],
+                       run_index(ix, batches[b], threads, secs), rep.recall_vs_f32);
         fflush(stdout);
         v4r_index_close(ix);
         free(path);

@@ -72,7 +72,7 @@ row "float32, --max-batch 1 (no micro-batching)" "peak" "$(load 0 64)" >> "$repo
 stop_server
 
 $py "$here/faiss_search.py" --vectors "$vec" --threads "$threads" > "$out/serve/faiss.json"
-"$here/index.sh" "$bin" "$out/serve/index" 2 > "$out/serve/index.jsonl"
+"$here/index.sh" "$bin" "$out/serve/index" 2 "$threads" > "$out/serve/index.jsonl"
 $py - "$out/serve/faiss.json" "$out/serve/index.jsonl" "$out"/serve/build-*.txt >> "$report" <<'PY'
 import json, sys
 f = json.load(open(sys.argv[1]))
@@ -88,8 +88,8 @@ for key in sorted(k for k in f if k.startswith("t") and k[1:].isdigit()):
 print()
 print(f"FAISS batched (all queries in one search call): {f['batched_queries_per_s']:.0f} queries/s.")
 print()
-print("vlm4rec's search in process (bench/index.sh: v4r_index_search on one thread, random unit vectors of")
-print("the same shape; OpenBLAS: the scores alone as one sgemm/sgemv on one thread):")
+print("vlm4rec's search in process (bench/index.sh: v4r_index_search on one thread and split over the")
+print("threads, random unit vectors of the same shape; OpenBLAS: the scores alone as one sgemm/sgemv on one thread):")
 print()
 rows = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 batches = sorted({r["nq"] for r in rows})

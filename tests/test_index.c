@@ -780,7 +780,8 @@ static void test_query_vector_and_errors(void **state)
     free(dir);
 }
 
-/* nq mixed queries in one call equal nq calls of one, bit for bit, for every dtype and kernel. */
+/* nq mixed queries in one call equal nq calls of one, bit for bit, for every dtype and kernel, and
+ * with the scan split over threads. */
 static void test_batch_equals_singles(void **state)
 {
     (void)state;
@@ -823,6 +824,13 @@ static void test_batch_equals_singles(void **state)
                 assert_int_equal(v4r_index_search(ix, &q[i], 1, KMAX, one, one_s, &err), 0);
                 assert_memory_equal(one, items + i * KMAX, sizeof one);
                 assert_memory_equal(one_s, scores + i * KMAX, sizeof one_s);
+            }
+            for (int threads = 2; threads <= 5; threads += 3) { /* the scan split over threads */
+                int32_t split[NQ * KMAX];
+                float split_s[NQ * KMAX];
+                assert_int_equal(v4r_index_search_threads(ix, q, NQ, KMAX, threads, split, split_s, &err), 0);
+                assert_memory_equal(split, items, sizeof items);
+                assert_memory_equal(split_s, scores, sizeof scores);
             }
             if (!first) { /* the kernels agree bit for bit */
                 first = v4r_malloc(sizeof items);

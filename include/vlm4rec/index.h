@@ -98,5 +98,9 @@ typedef struct {
  * non-finite vector is V4R_EINPUT; k > kmax is V4R_EUSAGE. */
 int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
                      int32_t *top_items, float *top_scores, v4r_err *err);
+/* v4r_index_search with the catalog scan split over `threads` OpenMP threads by item ranges (one
+ * query's latency falls with the threads); the same lists and scores, bit for bit. */
+int v4r_index_search_threads(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
+                             int threads, int32_t *top_items, float *top_scores, v4r_err *err);
 
 #endif

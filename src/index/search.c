@@ -130,8 +130,9 @@ static size_t make_groups(const size_t *order, size_t n_scan, const float *prof,
     return ng;
 }
 
+/* Scans panels [p_lo, p_hi) for the n_scan queries of order. */
 static void scan_catalog(const v4r_index *ix, const size_t *order, size_t n_scan, const float *prof,
-                         query_state *st)
+                         query_state *st, size_t p_lo, size_t p_hi)
 {
     size_t d = ix->h.dim, n_items = ix->h.n_items;
     size_t panel_bytes = IX_PANEL * d * ix_dtype_size((int)ix->h.dtype);
@@ -140,8 +141,8 @@ static void scan_catalog(const v4r_index *ix, const size_t *order, size_t n_scan
     float *a = v4r_malloc(n_scan * d * sizeof *a);
     float *out = v4r_malloc(12 * ldo * sizeof *out);
     size_t ng = make_groups(order, n_scan, prof, d, g, a);
-    for (size_t p0 = 0; p0 < ix->n_panels; p0 += chunk) {
-        size_t np = ix->n_panels - p0 < chunk ? ix->n_panels - p0 : chunk;
+    for (size_t p0 = p_lo; p0 < p_hi; p0 += chunk) {
+        size_t np = p_hi - p0 < chunk ? p_hi - p0 : chunk;
         size_t first = p0 * IX_PANEL, n = n_items - first < np * IX_PANEL ? n_items - first : np * IX_PANEL;
         for (size_t i = 0; i < ng; i++) {
             ix_score_panels(ix, g[i].a, g[i].R, p0, np, out, ldo);
@@ -164,8 +165,46 @@ static void finish(query_state *st, size_t k, size_t kmax, int32_t *items, float
         }
 }
 
-int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
-                     int32_t *top_items, float *top_scores, v4r_err *err)
+/* The scan split over threads by panel ranges: each thread keeps its own top-K lists (sharing the
+ * blocked bits), merged afterwards. The (score, index) order is total, so the merged lists equal
+ * one thread's. */
+static void scan_threads(const v4r_index *ix, const size_t *order, size_t n_scan, const float *prof, query_state *st,
+                         size_t nq, size_t kmax, int threads)
+{
+    size_t n_panels = ix->n_panels;
+    if (threads < 2 || n_panels < 2 * (size_t)threads) {
+        scan_catalog(ix, order, n_scan, prof, st, 0, n_panels);
+        return;
+    }
+    query_state *part = v4r_malloc((size_t)(threads - 1) * nq * sizeof *part);
+    v4r_entry *heaps = v4r_malloc((size_t)(threads - 1) * nq * (kmax ? kmax : 1) * sizeof *heaps);
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int t = 0; t < threads; t++) {
+        query_state *mine = st;
+        if (t > 0) {
+            mine = part + (size_t)(t - 1) * nq;
+            for (size_t q = 0; q < nq; q++) {
+                mine[q] = st[q];
+                mine[q].top.heap = heaps + ((size_t)(t - 1) * nq + q) * kmax;
+                mine[q].top.n = 0;
+            }
+        }
+        scan_catalog(ix, order, n_scan, prof, mine, n_panels * (size_t)t / (size_t)threads,
+                     n_panels * (size_t)(t + 1) / (size_t)threads);
+    }
+    for (int t = 1; t < threads; t++)
+        for (size_t u = 0; u < n_scan; u++) {
+            size_t q = order[u];
+            const v4r_topk *from = &part[(size_t)(t - 1) * nq + q].top;
+            for (size_t j = 0; j < from->n; j++)
+                v4r_topk_offer(&st[q].top, from->heap[j].s, from->heap[j].i);
+        }
+    free(part);
+    free(heaps);
+}
+
+static int search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax, int threads,
+                  int32_t *top_items, float *top_scores, v4r_err *err)
 {
     for (size_t q = 0; q < nq; q++) {
         int rc = check_query(ix, &queries[q], q, kmax, err);
@@ -196,7 +235,7 @@ int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t
             order[n_scan++] = q;
     }
     if (n_scan)
-        scan_catalog(ix, order, n_scan, prof, st);
+        scan_threads(ix, order, n_scan, prof, st, nq, kmax, threads);
     for (size_t q = 0; q < nq; q++)
         finish(&st[q], queries[q].k, kmax, top_items + q * kmax, top_scores + q * kmax);
     free(prof);
@@ -206,4 +245,16 @@ int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t
     free(heaps);
     free(order);
     return V4R_OK;
+}
+
+int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
+                     int32_t *top_items, float *top_scores, v4r_err *err)
+{
+    return search(ix, queries, nq, kmax, 1, top_items, top_scores, err);
+}
+
+int v4r_index_search_threads(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
+                             int threads, int32_t *top_items, float *top_scores, v4r_err *err)
+{
+    return search(ix, queries, nq, kmax, threads, top_items, top_scores, err);
 }
