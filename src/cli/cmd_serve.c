@@ -24,6 +24,7 @@ static const char *serve_help =
     "  --port N               port (default 8080; 0 = any free port)\n"
     "  --port-file FILE       write the bound port to FILE (atomically) once listening\n"
     "  --threads N            search workers (default: the number of CPUs)\n"
+    "  --search-threads N     threads each search's catalog scan is split over (default 1)\n"
     "  --max-batch N          most queries one search answers together (default 64; 1 = no batching)\n"
     "  --max-body BYTES       largest request body (default 65536)\n"
     "  --max-k N              largest k a request may ask (default 1000)\n"
@@ -79,11 +80,11 @@ static int parse_timeout(const char *val, unsigned *out)
     return rc;
 }
 
-static int parse_threads(const char *val, size_t *out)
+static int parse_threads(const char *opt, const char *val, size_t *out)
 {
-    int rc = positive("threads", val, out);
+    int rc = positive(opt, val, out);
     if (!rc && *out > 1024)
-        rc = v4r_cli_usage_error("serve", "--threads must be 1..1024");
+        rc = v4r_cli_usage_error("serve", "--%s must be 1..1024", opt);
     return rc;
 }
 
@@ -97,7 +98,8 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"rate", required_argument, 0, 'r'},       {"burst", required_argument, 0, 'u'},
         {"token-file", required_argument, 0, 't'}, {"access-log", required_argument, 0, 'a'},
         {"watch", no_argument, 0, 'w'},            {"timeout", required_argument, 0, 'T'},
-        {"max-connections", required_argument, 0, 'C'}, {"quiet", no_argument, 0, 'q'},
+        {"max-connections", required_argument, 0, 'C'}, {"search-threads", required_argument, 0, 'S'},
+        {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     v4r_serve_defaults(&a->o);
     int c, rc = 0;
@@ -108,7 +110,8 @@ static int parse_args(int argc, char **argv, serve_args *a)
         case 'H': a->o.host = optarg; break;
         case 'p': rc = parse_port(optarg, &a->o.port); break;
         case 'P': a->port_file = optarg; break;
-        case 'j': rc = parse_threads(optarg, &a->o.threads); break;
+        case 'j': rc = parse_threads("threads", optarg, &a->o.threads); break;
+        case 'S': rc = parse_threads("search-threads", optarg, &a->o.search_threads); break;
         case 'b': rc = positive("max-batch", optarg, &a->o.max_batch); break;
         case 'B': rc = positive("max-body", optarg, &a->o.max_body); break;
         case 'k': rc = positive("max-k", optarg, &a->o.max_k); break;

@@ -23,6 +23,7 @@ void v4r_serve_defaults(v4r_serve_opts *o)
     o->host = "127.0.0.1";
     o->port = 8080;
     o->max_batch = 64;
+    o->search_threads = 1;
     o->max_body = 65536;
     o->max_k = 1000;
     o->timeout_s = 10;
