@@ -194,6 +194,27 @@ static void test_users_match_recommend(void **state)
     reply_free(&r);
 }
 
+/* Each search's scan split over two threads: the same answers. */
+static void test_search_threads_match(void **state)
+{
+    (void)state;
+    server split = {0};
+    char *args = v4r_sprintf("--index %s --threads 1 --search-threads 2", idx[0]);
+    server_start(&split, tmp, NULL, args);
+    free(args);
+    reply r = {0};
+    for (size_t u = 0; u < n_users; u++) {
+        char *body = user_body(user_ids[u], 0);
+        assert_int_equal(http_post(curl, split.port, body, &r), CURLE_OK);
+        if (!answers_user(&r, 0, user_ids[u]))
+            fail_msg("user %s: %s", user_ids[u], r.body);
+        free(body);
+    }
+    reply_free(&r);
+    assert_int_equal(server_stop(&split, SIGTERM), 0);
+    server_free(&split);
+}
+
 /* n distinct random item ids joined by sep into out (also as a JSON array into arr). */
 static void random_ids(v4r_rng *rng, size_t n, char *out, size_t cap, json_t *arr)
 {
@@ -1074,7 +1095,7 @@ static void test_soak_then_clean_exit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_users_match_recommend),
+        cmocka_unit_test(test_users_match_recommend), cmocka_unit_test(test_search_threads_match),
         cmocka_unit_test(test_histories_match_recommend),
         cmocka_unit_test(test_similar_matches_history_of_one),
         cmocka_unit_test(test_healthz),
