@@ -194,12 +194,12 @@ static void test_users_match_recommend(void **state)
     reply_free(&r);
 }
 
-/* Each search's scan split over two threads: the same answers. */
-static void test_search_threads_match(void **state)
+/* Two workers searching at once, each scan on one thread: the same answers. */
+static void test_workers_match(void **state)
 {
     (void)state;
     server split = {0};
-    char *args = v4r_sprintf("--index %s --threads 1 --search-threads 2", idx[0]);
+    char *args = v4r_sprintf("--index %s --workers 2 --threads 1", idx[0]);
     server_start(&split, tmp, NULL, args);
     free(args);
     reply r = {0};
@@ -1095,7 +1095,7 @@ static void test_soak_then_clean_exit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_users_match_recommend), cmocka_unit_test(test_search_threads_match),
+        cmocka_unit_test(test_users_match_recommend), cmocka_unit_test(test_workers_match),
         cmocka_unit_test(test_histories_match_recommend),
         cmocka_unit_test(test_similar_matches_history_of_one),
         cmocka_unit_test(test_healthz),

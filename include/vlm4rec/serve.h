@@ -10,8 +10,8 @@ typedef struct {
     const char *index_path; /* the index file (required) */
     const char *host;       /* bind address (default 127.0.0.1) */
     int port;               /* 0: any free port (default 8080) */
-    size_t threads;         /* search workers; 0 = the number of CPUs */
-    size_t search_threads;  /* threads one search's catalog scan is split over (default 1) */
+    size_t workers;         /* searches running at once (default 1) */
+    size_t threads;         /* threads each search's catalog scan is split over; 0 = the number of CPUs */
     size_t max_batch;       /* most queries one search answers together (default 64; 1 = no batching) */
     size_t max_body;        /* largest request body in bytes (default 65536) */
     double rate;            /* API requests per second per client address; 0 = no limit */

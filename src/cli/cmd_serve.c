@@ -23,8 +23,9 @@ static const char *serve_help =
     "  --host ADDR            bind address (default 127.0.0.1)\n"
     "  --port N               port (default 8080; 0 = any free port)\n"
     "  --port-file FILE       write the bound port to FILE (atomically) once listening\n"
-    "  --threads N            search workers (default: the number of CPUs)\n"
-    "  --search-threads N     threads each search's catalog scan is split over (default 1)\n"
+    "  --threads N            threads each search's catalog scan is split over (default: the number\n"
+    "                         of CPUs)\n"
+    "  --workers N            searches running at once, each on its own --threads (default 1)\n"
     "  --max-batch N          most queries one search answers together (default 64; 1 = no batching)\n"
     "  --max-body BYTES       largest request body (default 65536)\n"
     "  --max-k N              largest k a request may ask (default 1000)\n"
@@ -98,7 +99,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"rate", required_argument, 0, 'r'},       {"burst", required_argument, 0, 'u'},
         {"token-file", required_argument, 0, 't'}, {"access-log", required_argument, 0, 'a'},
         {"watch", no_argument, 0, 'w'},            {"timeout", required_argument, 0, 'T'},
-        {"max-connections", required_argument, 0, 'C'}, {"search-threads", required_argument, 0, 'S'},
+        {"max-connections", required_argument, 0, 'C'}, {"workers", required_argument, 0, 'W'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     v4r_serve_defaults(&a->o);
@@ -111,7 +112,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         case 'p': rc = parse_port(optarg, &a->o.port); break;
         case 'P': a->port_file = optarg; break;
         case 'j': rc = parse_threads("threads", optarg, &a->o.threads); break;
-        case 'S': rc = parse_threads("search-threads", optarg, &a->o.search_threads); break;
+        case 'W': rc = parse_threads("workers", optarg, &a->o.workers); break;
         case 'b': rc = positive("max-batch", optarg, &a->o.max_batch); break;
         case 'B': rc = positive("max-body", optarg, &a->o.max_body); break;
         case 'k': rc = positive("max-k", optarg, &a->o.max_k); break;

@@ -1,6 +1,6 @@
 /* Micro-batching: parsed queries wait in one FIFO; each worker takes every waiting query of the
- * same index (up to the batch limit) and answers them with one search, so batches grow with the
- * load by themselves and never wait to fill. */
+ * same index (up to the batch limit) and answers them with one search (its catalog scan split over
+ * --threads), so batches grow with the load by themselves and never wait to fill. */
 #include <cblas.h>
 #include <omp.h>
 #include <stddef.h>
@@ -60,7 +60,7 @@ static void answer_batch(v4r_server *s, serve_request **batch, size_t n)
     int32_t *items = v4r_malloc(n * kmax * sizeof *items);
     float *scores = v4r_malloc(n * kmax * sizeof *scores);
     v4r_err err = {0};
-    int rc = v4r_index_search_threads(batch[0]->h->ix, queries, n, kmax, (int)s->o.search_threads, items, scores,
+    int rc = v4r_index_search_threads(batch[0]->h->ix, queries, n, kmax, (int)s->o.threads, items, scores,
                                       &err);
     if (rc)
         v4r_warn("serve: a search of %zu queries failed: %s", n, err.msg);
@@ -85,7 +85,8 @@ static void answer_batch(v4r_server *s, serve_request **batch, size_t n)
 static void *worker_main(void *arg)
 {
     v4r_server *s = arg;
-    /* parallelism comes from the workers: every BLAS call runs on its own thread */
+    /* the search splits its scan over its own team (--threads); nothing else here runs BLAS or
+     * OpenMP in parallel */
     openblas_set_num_threads(1);
     omp_set_num_threads(1);
     serve_request **batch = v4r_malloc(s->queue.max_batch * sizeof *batch);

@@ -23,7 +23,7 @@ void v4r_serve_defaults(v4r_serve_opts *o)
     o->host = "127.0.0.1";
     o->port = 8080;
     o->max_batch = 64;
-    o->search_threads = 1;
+    o->workers = 1;
     o->max_body = 65536;
     o->max_k = 1000;
     o->timeout_s = 10;
@@ -227,6 +227,8 @@ static v4r_server *server_new(const v4r_serve_opts *o)
     s->o.host = s->host;
     s->o.token = s->token;
     s->o.access_log = NULL;
+    if (!s->o.workers)
+        s->o.workers = 1;
     if (!s->o.threads) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         s->o.threads = cpus > 0 ? (size_t)cpus : 1;
@@ -274,7 +276,7 @@ int v4r_server_start(const v4r_serve_opts *o, v4r_server **out, v4r_err *err)
         server_free(s);
         return rc;
     }
-    if ((rc = queue_start(s, s->o.threads, s->o.max_batch, err)) != V4R_OK) {
+    if ((rc = queue_start(s, s->o.workers, s->o.max_batch, err)) != V4R_OK) {
         queue_stop(&s->queue);
         server_free(s);
         return rc;
