@@ -179,13 +179,10 @@ static int refuse(serve_request *r, unsigned status, const char *header_name, co
 static int refuse(serve_request *r, unsigned status, const char *header_name, const char *header_value,
                   const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    request_error(r, status, fmt, ap);
     va_end(ap);
-    r->status = status;
-    r->answer = error_body(status, "%s", msg);
     r->extra_name = header_name;
     snprintf(r->extra_value, sizeof r->extra_value, "%s", header_value ? header_value : "");
     r->stage = STAGE_REFUSED;

@@ -25,17 +25,22 @@ char *error_body(unsigned status, const char *fmt, ...)
     return text;
 }
 
-static int fail(serve_request *r, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(serve_request *r, unsigned status, const char *fmt, ...)
+void request_error(serve_request *r, unsigned status, const char *fmt, va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     r->status = status;
     free(r->answer);
     r->answer = error_body(status, "%s", msg);
+}
+
+static int fail(serve_request *r, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(serve_request *r, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    request_error(r, status, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -3,6 +3,7 @@
 #ifndef V4R_SERVE_INTERNAL_H
 #define V4R_SERVE_INTERNAL_H
 
+#include <stdarg.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -71,6 +72,8 @@ void request_answer(serve_request *r, const int32_t *items, const float *scores)
 void request_release_query(serve_request *r);
 /* {"error":{"status":N,"message":"..."}} as a fresh string. */
 char *error_body(unsigned status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sets r's status and its answer to the error body of the formatted message (freeing any answer). */
+void request_error(serve_request *r, unsigned status, const char *fmt, va_list ap);
 /* s (n bytes) with every byte that does not start a valid UTF-8 character (and NUL) as U+FFFD;
  * caller frees. */
 char *utf8_clean(const char *s, size_t n);
