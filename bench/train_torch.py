@@ -204,6 +204,7 @@ def smore_epoch(a, users, items, train):
     seen = [set() for _ in range(nu)]
     for u, i in zip(tu, ti):
         seen[u].add(i)
+    pool = np.unique(ti)  # negatives come from the items of the training split
     rng = np.random.default_rng(0)
     setup = time.time() - t0
     t1, c1 = time.time(), time.process_time()
@@ -215,7 +216,7 @@ def smore_epoch(a, users, items, train):
         neg = []
         for uu in u.tolist():  # one negative outside the user's training items
             while True:
-                j = int(rng.integers(ni))
+                j = int(pool[rng.integers(len(pool))])
                 if j not in seen[uu]:
                     neg.append(j)
                     break

@@ -1,8 +1,10 @@
 /* SMORE: the kNN, fusion and user-item graphs against brute force, the gradient of the full loss
  * against finite differences, and training on the synthetic catalog (the loss falls, validation
- * Recall@20 rises, seeded runs repeat, a covered subset, a NaN keeps the best epoch). */
+ * Recall@20 rises, seeded runs repeat, early stopping, the trained vectors against concatenation
+ * and the visual vectors under vlm4rec eval, a covered subset, a NaN keeps the best epoch). */
 #include "testutil.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -78,7 +80,7 @@ static void test_knn_graph(void **state)
     v4r_spmat_free(&g);
 }
 
-/* A tiny model: 5 users, 8 items, 13 interactions (one repeated), 8-d. */
+/* A tiny model: 5 users, 8 items, 13 interactions (one repeated), 8-d, k = 3 (vision) and 4 (text). */
 static void tiny_model(v4r_smore_model *m, uint64_t seed)
 {
     static const int32_t user[] = {0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 0};
@@ -86,7 +88,7 @@ static void tiny_model(v4r_smore_model *m, uint64_t seed)
     float text[8 * 6], vision[8 * 7];
     fill(text, 8 * 6, seed);
     fill(vision, 8 * 7, seed + 1);
-    v4r_smore_init(m, 5, 8, user, item, 13, text, 6, vision, 7, 8, 3, 2, seed + 2);
+    v4r_smore_init(m, 5, 8, user, item, 13, text, 6, vision, 7, 8, 3, 4, 2, seed + 2);
 }
 
 static void test_graphs(void **state)
@@ -101,6 +103,8 @@ static void test_graphs(void **state)
     assert_true(fabs(at(&m.r_norm.a, 3, 6) - 1 / sqrt(deg_u[3] * deg_i[6])) < 1e-6);
     assert_true(at(&m.r_norm.a, 1, 0) == 0);
     assert_int_equal(m.ui_adj.a.nnz, 24);
+    assert_int_equal(m.image_adj.a.nnz, 8 * 3); /* k per modality */
+    assert_int_equal(m.text_adj.a.nnz, 8 * 4);
     for (size_t r = 0; r < 13; r++)
         for (size_t c = 0; c < 13; c++)
             assert_true(at(&m.ui_adj.a, r, c) == at(&m.ui_adj.a, c, r));
@@ -214,6 +218,7 @@ static void test_smore_trains(void **state)
     v4r_err err = {0};
     assert_int_equal(v4r_train(&c.ds, &o, &a, &la, &err), 0);
     assert_int_equal(la.n_epochs, 6);
+    assert_int_equal(la.early_stop, 0);
     assert_true(la.epochs[5].train_loss < la.epochs[0].train_loss - 0.02);
     assert_true(la.epochs[la.best_epoch - 1].native_recall > la.epochs[0].native_recall + 0.02);
     assert_true(la.epochs[0].valid_recall > 0);
@@ -229,6 +234,146 @@ static void test_smore_trains(void **state)
     assert_memory_equal(a.users, b.users, a.n_users * a.dim * sizeof(float));
     v4r_trained_free(&a), v4r_trained_free(&b);
     v4r_train_log_free(&la), v4r_train_log_free(&lb);
+    catalog_free(&c);
+}
+
+/* ---- early stopping ---- */
+
+/* A learning rate too small to move any weight: every epoch validates alike, so none improves on
+ * the first, and MMRec's rule stops once more than `patience` epochs in a row did not improve. */
+static void test_smore_patience(void **state)
+{
+    (void)state;
+    catalog c;
+    catalog_make(&c, 200, 400, 2000);
+    v4r_train_opts o;
+    smore_opts(&o, &c);
+    o.lr = 1e-30;
+    o.epochs = 10;
+    o.patience = 2;
+    v4r_trained tr;
+    v4r_train_log log;
+    v4r_err err = {0};
+    assert_int_equal(v4r_train(&c.ds, &o, &tr, &log, &err), 0);
+    assert_int_equal(log.best_epoch, 1);
+    assert_int_equal(log.n_epochs, 4);
+    assert_int_equal(log.early_stop, 4);
+    for (size_t e = 1; e < log.n_epochs; e++)
+        assert_true(log.epochs[e].native_recall == log.epochs[0].native_recall);
+    v4r_trained_free(&tr);
+    v4r_train_log_free(&log);
+    o.patience = 0; /* a fixed epoch count */
+    assert_int_equal(v4r_train(&c.ds, &o, &tr, &log, &err), 0);
+    assert_int_equal(log.n_epochs, 10);
+    assert_int_equal(log.early_stop, 0);
+    assert_int_equal(log.best_epoch, 1);
+    v4r_trained_free(&tr);
+    v4r_train_log_free(&log);
+    catalog_free(&c);
+}
+
+static json_t *load_json(const char *dir, const char *name)
+{
+    char *text = tu_read(dir, name);
+    assert_non_null(text);
+    json_t *j = json_loads(text, 0, NULL);
+    assert_non_null(j);
+    free(text);
+    return j;
+}
+
+/* The command line: --patience, --knn-image and --knn-text reach the model and the log. */
+static void test_smore_cli_options(void **state)
+{
+    (void)state;
+    catalog c;
+    catalog_make(&c, 200, 400, 2000);
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "train smore -q --dataset '%s' --text features/description.npy --vision features/visual.npy "
+                    "-o '%s/s.npy' --epochs 8 --patience 1 --lr 1e-30 --knn-image 5 --knn-text 7 --batch-size 256 "
+                    "--threads 1",
+                    c.dir, c.dir);
+    if (rc != 0)
+        fail_msg("train failed (%d): %s", rc, out);
+    free(out);
+    json_t *log = load_json(c.dir, "s.log.json"), *config = json_object_get(log, "config");
+    assert_int_equal(json_array_size(json_object_get(log, "epochs")), 3);
+    assert_int_equal(json_integer_value(json_object_get(log, "best_epoch")), 1);
+    assert_int_equal(json_integer_value(json_object_get(log, "early_stop")), 3);
+    assert_true(json_is_true(json_object_get(log, "complete")));
+    assert_int_equal(json_integer_value(json_object_get(config, "epochs")), 8);
+    assert_int_equal(json_integer_value(json_object_get(config, "patience")), 1);
+    assert_int_equal(json_integer_value(json_object_get(config, "knn_image")), 5);
+    assert_int_equal(json_integer_value(json_object_get(config, "knn_text")), 7);
+    assert_int_equal(json_integer_value(json_object_get(config, "item_layers")), 1);
+    assert_non_null(strstr(json_string_value(json_object_get(config, "lr_schedule")), "exp:0.99918"));
+    json_decref(log);
+    rc = tu_run(&out, "train smore --dataset '%s' --text features/description.npy --vision features/visual.npy "
+                      "-o '%s/bad.npy' --knn-text 0", c.dir, c.dir);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "--knn-text"));
+    free(out);
+    catalog_free(&c);
+}
+
+/* ---- against the shared protocol ---- */
+
+static double eval_recall(json_t *res, const char *model)
+{
+    json_t *models = json_object_get(res, "models");
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        json_t *m = json_array_get(models, i);
+        if (!strcmp(json_string_value(json_object_get(m, "name")), model))
+            return json_real_value(json_object_get(json_object_get(json_object_get(m, "metrics"), "recall@20"), "mean"));
+    }
+    fail_msg("no model %s in the eval output", model);
+    return NAN;
+}
+
+/* Trained SMORE written out and ranked by `vlm4rec eval` (its validation users, masks and
+ * Recall@20) next to the concatenation of its inputs and the visual vectors alone: eval gives the
+ * log's numbers, and both SMORE's own scores and its item vectors under the shared retriever rank
+ * the validation items far better than the visual vectors, which lack what users choose by. */
+static void test_smore_under_eval(void **state)
+{
+    (void)state;
+    catalog c;
+    catalog_make(&c, 300, 600, 3000);
+    v4r_train_opts o;
+    smore_opts(&o, &c);
+    o.epochs = 12;
+    v4r_trained tr;
+    v4r_train_log log;
+    v4r_err err = {0};
+    assert_int_equal(v4r_train(&c.ds, &o, &tr, &log, &err), 0);
+    char *items = v4r_path_join(c.dir, "smore.npy"), *users = v4r_path_join(c.dir, "smore.users.npy");
+    assert_int_equal(v4r_npy_write(items, tr.items, tr.n_items, tr.dim, &err), 0);
+    assert_int_equal(v4r_npy_write(users, tr.users, tr.n_users, tr.dim, &err), 0);
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "eval -q --dataset '%s' --model concat=concat:features/description.npy,features/visual.npy "
+                    "--model visual=features/visual.npy --model smore='%s' --model own='%s' --native own='%s' "
+                    "--bootstrap 0 --threads 1 -o '%s/res.json'",
+                    c.dir, items, items, users, c.dir);
+    if (rc != 0)
+        fail_msg("eval failed (%d): %s", rc, out);
+    free(out);
+    json_t *res = load_json(c.dir, "res.json");
+    double concat = eval_recall(res, "concat"), visual = eval_recall(res, "visual");
+    double shared = eval_recall(res, "smore"), own = eval_recall(res, "own");
+    const v4r_epoch_log *best = &log.epochs[log.best_epoch - 1];
+    print_message("recall@20: concat %.4f, visual %.4f, smore item vectors %.4f, smore's own scores %.4f\n", concat,
+                  visual, shared, own);
+    assert_true(fabs(shared - best->valid_recall) < 1e-6);
+    assert_true(fabs(own - best->native_recall) < 1e-6);
+    assert_true(shared > visual + 0.1);
+    assert_true(own > visual + 0.1);
+    json_decref(res);
+    free(items);
+    free(users);
+    v4r_trained_free(&tr);
+    v4r_train_log_free(&log);
     catalog_free(&c);
 }
 
@@ -281,7 +426,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_knn_graph),    cmocka_unit_test(test_graphs),
         cmocka_unit_test(test_smore_grad),   cmocka_unit_test(test_smore_trains),
-        cmocka_unit_test(test_smore_covered_and_nan),
+        cmocka_unit_test(test_smore_patience), cmocka_unit_test(test_smore_cli_options),
+        cmocka_unit_test(test_smore_under_eval), cmocka_unit_test(test_smore_covered_and_nan),
     };
     omp_set_num_threads(1); /* small models: one thread is fastest, and stays fast on a busy machine */
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -175,6 +175,8 @@ typedef struct {
  * base over the run). V4R_EUSAGE names what is wrong. */
 int v4r_lr_parse(const char *spec, size_t epochs, v4r_lr_schedule *s, v4r_err *err);
 double v4r_lr_at(const v4r_lr_schedule *s, double base, size_t epoch);
+/* The schedule as v4r_lr_parse reads it ("exp:0.9991838", "constant", ...) into buf. */
+void v4r_lr_format(const v4r_lr_schedule *s, char *buf, size_t size);
 
 /* Writes the parameters as a safetensors file (F32, little-endian), atomically. metadata: NULL or
  * n_meta key/value string pairs stored under "__metadata__". */
@@ -232,6 +234,7 @@ void v4r_fusion_apply(const v4r_fusion_model *m, const float *text, const float 
  * weight the side views; final = content + mean of the three side views. Rows: users, then items. */
 typedef struct {
     size_t n_users, n_items, dim, dim_text, dim_vision, ui_layers;
+    size_t ii_layers; /* propagations over the item-item graphs (the official n_layers; 1 after init) */
     v4r_params params;
     v4r_ad_tensor *user_emb, *item_emb, *text_feat, *image_feat;
     v4r_ad_tensor *text_w, *text_b, *image_w, *image_b;
@@ -249,10 +252,11 @@ typedef struct {
  * row has cosine 0 with everything. */
 void v4r_knn_graph(const float *x, size_t n, size_t d, size_t k, v4r_spmat *out);
 
-/* user/item: the n_inter training interactions (repeats count once); text, vision: n_items rows. */
+/* user/item: the n_inter training interactions (repeats count once); text, vision: n_items rows;
+ * knn_image, knn_text: the neighbours a row of each item-item graph. */
 void v4r_smore_init(v4r_smore_model *m, size_t n_users, size_t n_items, const int32_t *user, const int32_t *item,
                     size_t n_inter, const float *text, size_t dim_text, const float *vision, size_t dim_vision,
-                    size_t dim, size_t knn_k, size_t ui_layers, uint64_t seed);
+                    size_t dim, size_t knn_image, size_t knn_text, size_t ui_layers, uint64_t seed);
 void v4r_smore_free(v4r_smore_model *m);
 
 typedef struct {
@@ -288,6 +292,7 @@ typedef struct {
     size_t best_epoch; /* 0: none */
     int diverged;      /* the loss or a gradient stopped being finite */
     size_t diverged_epoch, diverged_step;
+    size_t early_stop; /* the epoch after which patience ran out; 0: trained every epoch allowed */
     size_t train_pairs;  /* training examples an epoch */
     double setup_seconds; /* graphs, pairs, validation set */
 } v4r_train_log;
@@ -301,14 +306,17 @@ struct v4r_train_opts {
     const float *text, *vision; /* n_items rows each */
     size_t dim_text, dim_vision;
     const uint8_t *covered; /* NULL: every item; else train and validate on the covered subset */
-    size_t epochs, batch, negatives, hidden, dim;
+    size_t epochs;   /* the most epochs to train */
+    size_t patience; /* stop once more than this many epochs in a row did not improve the best epoch's
+                        criterion (MMRec's stopping_step); 0: train every epoch */
+    size_t batch, negatives, hidden, dim;
     double lr, weight_decay, clip, temperature;
     int decoupled; /* weight decay as AdamW's */
     v4r_lr_schedule schedule;
     uint64_t seed;
     int valid_recall; /* compute validation Recall@20 every epoch */
     /* SMORE */
-    size_t knn_k, ui_layers;
+    size_t knn_image, knn_text, ui_layers, ii_layers;
     double reg_weight, cl_weight, cl_temperature;
     /* Called after each epoch, its log entry complete; may change the parameters (fault injection). */
     void (*on_epoch)(void *ctx, const v4r_train_log *log, v4r_params *ps);

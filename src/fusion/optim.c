@@ -4,6 +4,7 @@
 #include "../kernels/vmath_avx2.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,5 +120,15 @@ double v4r_lr_at(const v4r_lr_schedule *s, double base, size_t epoch)
         return floor + (base - floor) * 0.5 * (1.0 + cos(M_PI * frac));
     }
     default: return base;
+    }
+}
+
+void v4r_lr_format(const v4r_lr_schedule *s, char *buf, size_t size)
+{
+    switch (s->kind) {
+    case V4R_LR_EXP: snprintf(buf, size, "exp:%.9g", s->gamma); break;
+    case V4R_LR_STEP: snprintf(buf, size, "step:%zu:%.9g", s->step, s->gamma); break;
+    case V4R_LR_COSINE: snprintf(buf, size, "cosine:%.9g", s->min_ratio); break;
+    default: snprintf(buf, size, "constant");
     }
 }

@@ -67,7 +67,7 @@ static void init_params(v4r_smore_model *m, const float *text, const float *visi
 
 void v4r_smore_init(v4r_smore_model *m, size_t n_users, size_t n_items, const int32_t *user, const int32_t *item,
                     size_t n_inter, const float *text, size_t dim_text, const float *vision, size_t dim_vision,
-                    size_t dim, size_t knn_k, size_t ui_layers, uint64_t seed)
+                    size_t dim, size_t knn_image, size_t knn_text, size_t ui_layers, uint64_t seed)
 {
     memset(m, 0, sizeof *m);
     m->n_users = n_users;
@@ -76,13 +76,14 @@ void v4r_smore_init(v4r_smore_model *m, size_t n_users, size_t n_items, const in
     m->dim_text = dim_text;
     m->dim_vision = dim_vision;
     m->ui_layers = ui_layers;
+    m->ii_layers = 1;
     v4r_params_init(&m->params);
     v4r_rng rng;
     v4r_rng_seed(&rng, seed);
     init_params(m, text, vision, &rng);
     v4r_ui_graph(n_users, n_items, user, item, n_inter, &m->ui_adj, &m->r_norm);
-    v4r_knn_graph(vision, n_items, dim_vision, knn_k, &m->image_adj);
-    v4r_knn_graph(text, n_items, dim_text, knn_k, &m->text_adj);
+    v4r_knn_graph(vision, n_items, dim_vision, knn_image, &m->image_adj);
+    v4r_knn_graph(text, n_items, dim_text, knn_text, &m->text_adj);
     v4r_spmat_max(&m->image_adj, &m->text_adj, &m->fusion_adj);
 }
 
@@ -115,7 +116,8 @@ static v4r_ad_tensor *side_view(v4r_ad_tape *t, const v4r_smore_model *m, v4r_ad
                                 const v4r_spmat *graph)
 {
     v4r_ad_tensor *items = v4r_ad_mul(t, m->item_emb, v4r_ad_sigmoid(t, v4r_ad_linear(t, conv, gate[0], gate[1])));
-    items = v4r_ad_spmm(t, graph, items);
+    for (size_t l = 0; l < m->ii_layers; l++)
+        items = v4r_ad_spmm(t, graph, items);
     return v4r_ad_concat(t, v4r_ad_spmm(t, &m->r_norm, items), items, 0);
 }
 

@@ -284,6 +284,8 @@ static int train_loop(fusion_run *r, v4r_train_log *log, float *items, v4r_err *
                  e->train_loss, e->valid_loss, recall, e->seconds, e->eval_seconds);
         if (o->on_epoch)
             o->on_epoch(o->ctx, log, &r->m->params);
+        if (v4r_patience_out(log, o->patience))
+            break;
     }
     return V4R_OK;
 }

@@ -55,6 +55,9 @@ void v4r_epoch_end(v4r_epoch_acc *a, v4r_epoch_log *e, v4r_ad_tape *tape, size_t
 
 /* A fresh entry at the end of the log (epoch numbered, metrics NaN). */
 v4r_epoch_log *v4r_train_log_push(v4r_train_log *log);
+/* MMRec's early stopping: 1 (and log->early_stop set) when more than patience epochs have passed
+ * since the best one; never with patience 0. */
+int v4r_patience_out(v4r_train_log *log, size_t patience);
 /* Records where training stopped on a value that is not finite and says so (V4R_EINPUT). */
 int v4r_train_diverged(v4r_train_log *log, size_t epoch, size_t step, const char *what, const char *criterion,
                        v4r_err *err);

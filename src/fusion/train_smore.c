@@ -1,7 +1,8 @@
 /* Training SMORE: the training interactions (the covered items renumbered when given), one sampled
- * negative per positive (an item outside the user's training items), Adam over full-graph
- * forward passes, the best epoch by validation Recall@20 of its own user . item scores (the
- * official code's criterion), and the final user and item vectors. */
+ * negative per positive (an item of the training split outside the user's training items), Adam
+ * over full-graph forward passes, the best epoch by validation Recall@20 of its own user . item
+ * scores and early stopping on it (the official framework's criterion), and the final user and
+ * item vectors. */
 #include "train_internal.h"
 #include "ad_internal.h"
 #include "smore_internal.h"
@@ -22,6 +23,8 @@ typedef struct {
     int32_t *user, *item; /* training interactions, model item numbers */
     size_t n_inter;
     v4r_user_items seen; /* each user's training items, model numbers, sorted */
+    int32_t *pool;       /* the items with a training interaction, ascending: negatives come from them */
+    size_t n_pool;
     v4r_valid_set valid;
     v4r_ad_tape *tape;
     float *best;
@@ -63,12 +66,26 @@ static void build_interactions(smore_run *r)
     free(local);
 }
 
+/* The negatives' pool: every item of the training split (MMRec samples among them). */
+static void build_pool(smore_run *r)
+{
+    uint8_t *trained = v4r_calloc(r->n_local + 1, 1);
+    for (size_t k = 0; k < r->n_inter; k++)
+        trained[r->item[k]] = 1;
+    r->pool = v4r_malloc((r->n_local + 1) * sizeof *r->pool);
+    r->n_pool = 0;
+    for (size_t j = 0; j < r->n_local; j++)
+        if (trained[j])
+            r->pool[r->n_pool++] = (int32_t)j;
+    free(trained);
+}
+
 static int32_t sample_negative(const smore_run *r, int32_t user, v4r_rng *rng)
 {
     const int32_t *lo = r->seen.items + r->seen.off[user];
     size_t n = r->seen.off[user + 1] - r->seen.off[user];
-    for (;;) { /* a user has fewer training items than the catalog (checked at setup) */
-        int32_t j = (int32_t)v4r_rng_below(rng, r->n_local);
+    for (;;) { /* a user has fewer training items than the pool (checked at setup) */
+        int32_t j = r->pool[v4r_rng_below(rng, r->n_pool)];
         if (!bsearch(&j, lo, n, sizeof j, cmp_i32))
             return j;
     }
@@ -153,21 +170,24 @@ static int setup(smore_run *r, v4r_train_log *log, v4r_err *err)
         return rc;
     r->local_to_item = v4r_candidate_items(r->ds->n_items, o->covered, &r->n_local);
     build_interactions(r);
-    for (size_t u = 0; u < r->seen.n_users; u++)
-        if (r->seen.off[u + 1] - r->seen.off[u] >= r->n_local)
-            return v4r_fail(err, V4R_EINPUT, "%s: user '%s' has every item in training: no negative to sample",
-                            r->ds->dir ? r->ds->dir : "dataset", r->ds->user_id[u]);
     if (r->n_inter == 0)
         return v4r_fail(err, V4R_EINPUT, "%s: no training interaction%s", r->ds->dir ? r->ds->dir : "dataset",
                         o->covered ? " with a covered item" : "");
+    build_pool(r);
+    for (size_t u = 0; u < r->seen.n_users; u++)
+        if (r->seen.off[u + 1] - r->seen.off[u] >= r->n_pool)
+            return v4r_fail(err, V4R_EINPUT,
+                            "%s: user '%s' has every item of the training split: no negative to sample",
+                            r->ds->dir ? r->ds->dir : "dataset", r->ds->user_id[u]);
     size_t dt = o->dim_text, dv = o->dim_vision, nl = r->n_local;
     float *text = v4r_malloc((nl * dt + 1) * sizeof *text), *vision = v4r_malloc((nl * dv + 1) * sizeof *vision);
     for (size_t j = 0; j < nl; j++) {
         memcpy(text + j * dt, o->text + (size_t)r->local_to_item[j] * dt, dt * sizeof *text);
         memcpy(vision + j * dv, o->vision + (size_t)r->local_to_item[j] * dv, dv * sizeof *vision);
     }
-    v4r_smore_init(r->m, r->ds->n_users, nl, r->user, r->item, r->n_inter, text, dt, vision, dv, o->dim, o->knn_k,
-                   o->ui_layers, stream(o->seed, SEED_INIT, 0));
+    v4r_smore_init(r->m, r->ds->n_users, nl, r->user, r->item, r->n_inter, text, dt, vision, dv, o->dim, o->knn_image,
+                   o->knn_text, o->ui_layers, stream(o->seed, SEED_INIT, 0));
+    r->m->ii_layers = o->ii_layers;
     free(text);
     free(vision);
     log->train_pairs = r->n_inter;
@@ -210,6 +230,8 @@ static int train_loop(smore_run *r, v4r_train_log *log, float *users, float *ite
                  e->train_loss, e->native_recall, recall, e->seconds, e->eval_seconds);
         if (o->on_epoch)
             o->on_epoch(o->ctx, log, &r->m->params);
+        if (v4r_patience_out(log, o->patience))
+            break;
     }
     return V4R_OK;
 }
@@ -239,6 +261,7 @@ int v4r_train_smore(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained 
     free(r.local_to_item);
     free(r.user);
     free(r.item);
+    free(r.pool);
     free(r.best);
     v4r_ad_tape_free(r.tape);
     return rc;
