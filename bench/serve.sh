@@ -98,7 +98,7 @@ print("|---|" + "---|" * (len(batches) + 1))
 for what, dtype in sorted({(r["what"], r["dtype"]) for r in rows}):
     qps = {r["nq"]: r["queries_per_s"] for r in rows if r["what"] == what and r["dtype"] == dtype}
     one = f"{1e3 / qps[1]:.2f}" if 1 in qps else ""
-    print(f"| {what} {dtype} | " + " | ".join(f"{qps.get(b, 0):.0f}" for b in batches) + f" | {one} |")
+    print(f"| {what} {dtype} | " + " | ".join(f"{qps[b]:.0f}" if b in qps else "" for b in batches) + f" | {one} |")
 print()
 print("Index builds (`vlm4rec index build`):")
 print()
