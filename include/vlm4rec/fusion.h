@@ -261,6 +261,10 @@ void v4r_smore_free(v4r_smore_model *m);
 
 typedef struct {
     v4r_ad_tensor *all, *side, *content; /* (users + items) x dim */
+    /* intermediates, index 0 image, 1 text, 2 fusion: the spectral filter outputs (items x dim,
+     * the official image_conv, text_conv, fusion_conv) and the side views before the preference
+     * weighting ((users + items) x dim, the official image_embeds, text_embeds, fusion_embeds) */
+    v4r_ad_tensor *conv[3], *view[3];
 } v4r_smore_views;
 
 void v4r_smore_forward(v4r_ad_tape *t, const v4r_smore_model *m, v4r_smore_views *out);

@@ -150,6 +150,8 @@ void v4r_smore_forward(v4r_ad_tape *t, const v4r_smore_model *m, v4r_smore_views
     v4r_ad_tensor *agg_image = attend(t, fusion, m->query_v, image, prefer(t, content, m->prefer_v));
     v4r_ad_tensor *agg_text = attend(t, fusion, m->query_t, text, prefer(t, content, m->prefer_t));
     v4r_ad_tensor *agg_fusion = v4r_ad_mul(t, prefer(t, content, m->prefer_f), fusion);
+    out->conv[0] = image_conv, out->conv[1] = text_conv, out->conv[2] = fusion_conv;
+    out->view[0] = image, out->view[1] = text, out->view[2] = fusion;
     out->side = v4r_ad_scale(t, v4r_ad_add(t, v4r_ad_add(t, agg_image, agg_text), agg_fusion), 1.0f / 3.0f);
     out->content = content;
     out->all = v4r_ad_add(t, content, out->side);
