@@ -678,11 +678,11 @@ static void test_prompts_and_sha256(void **state)
     const char *paper = v4r_prompt_preset("paper"), *script = v4r_prompt_preset("script");
     assert_non_null(paper);
     assert_non_null(strstr(paper, "color, style, material"));
-    assert_non_null(strstr(script, "Product title: {title} Provide"));
+    assert_non_null(strstr(script, "Product title: {title}\nProvide"));
     assert_null(v4r_prompt_preset("other"));
     assert_null(v4r_prompt_preset(NULL));
     char *s = v4r_prompt_fill(script, "Red Shoe");
-    assert_non_null(strstr(s, "Product title: Red Shoe Provide"));
+    assert_non_null(strstr(s, "Product title: Red Shoe\nProvide"));
     free(s);
     s = v4r_prompt_fill("{title}/{title} {{title}} }} {{ {x} {", "T");
     assert_string_equal(s, "T/T {title} } { {x} {");

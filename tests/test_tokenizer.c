@@ -1,5 +1,8 @@
-/* tokenizer: the fixture corpus against the reference ids, special tokens, invalid UTF-8, the CLI. */
+/* tokenizer: the fixture corpus against the reference ids, special tokens, invalid UTF-8, the CLI;
+ * recently assigned code points against the reference (tests/data/tokenizer-unicode/). */
 #include "testutil.h"
+
+#include "../src/text/tokenizer_internal.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -115,15 +118,15 @@ static void expect_token_strings(const v4r_tokenizer *t, const char *text, const
     free(ids);
 }
 
-/* Every corpus text against the reference's ids (no limit and 256) and token strings. */
-static void check_corpus(const v4r_tokenizer *t)
+/* Every text of dir/corpus.jsonl against the reference's ids (no limit and 256) and token strings. */
+static void check_corpus_in(const v4r_tokenizer *t, const char *dir, size_t min_texts)
 {
-    char *cpath = v4r_sprintf("%s/fixtures/text/corpus.jsonl", tu_shared());
-    char *rpath = v4r_sprintf("%s/fixtures/text/tokens.bert-base-uncased.jsonl", tu_shared());
+    char *cpath = v4r_sprintf("%s/corpus.jsonl", dir);
+    char *rpath = v4r_sprintf("%s/tokens.bert-base-uncased.jsonl", dir);
     size_t nc, nr;
     json_t *corpus = load_jsonl(cpath, &nc), *ref = load_jsonl(rpath, &nr);
     assert_int_equal(nc, nr);
-    assert_true(nc >= 300);
+    assert_true(nc >= min_texts);
     for (size_t i = 0; i < nc; i++) {
         const json_t *c = json_array_get(corpus, i), *r = json_array_get(ref, i);
         long id = (long)json_integer_value(json_object_get(c, "id"));
@@ -138,6 +141,13 @@ static void check_corpus(const v4r_tokenizer *t)
     json_decref(ref);
     free(cpath);
     free(rpath);
+}
+
+static void check_corpus(const v4r_tokenizer *t)
+{
+    char *dir = v4r_sprintf("%s/fixtures/text", tu_shared());
+    check_corpus_in(t, dir, 300);
+    free(dir);
 }
 
 static void test_corpus_bert_tiny(void **state)
@@ -406,6 +416,94 @@ static void test_cli_errors(void **state)
     (void)state;
 }
 
+/* Texts with recently assigned code points against the reference's ids. */
+static void test_unicode_corpus(void **state)
+{
+    v4r_tokenizer *t = load_model("bert-tiny");
+    check_corpus_in(t, V4R_TEST_DATA_DIR "/tokenizer-unicode", 20);
+    v4r_tokenizer_free(t);
+    (void)state;
+}
+
+#define DIGEST_BLOCK 4096
+
+static uint64_t fnv64(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+/* The pre-tokens of normalized v[0..n) as the digest hashes them: pieces joined by 0x1F, then 0x1E. */
+static uint64_t hash_pieces(uint64_t h, const int32_t *v, size_t n)
+{
+    char buf[8];
+    int pieces = 0, open = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ws = v4r_uc_is_whitespace(v[i]), punct = !ws && v4r_uc_is_punct(v[i]);
+        if (ws || punct)
+            open = 0;
+        if (ws)
+            continue;
+        if (!open && pieces++)
+            h = fnv64(h, "\x1f", 1);
+        h = fnv64(h, buf, v4r_utf8_put(v[i], buf));
+        open = !punct;
+    }
+    return fnv64(h, "\x1e", 1);
+}
+
+/* Every code point, normalized and pre-tokenized in "a" + ch + "b", hashed per block of 4096 code
+ * points against the reference's hashes (tests/reference/tokenizer_unicode.py). */
+static void test_unicode_every_code_point(void **state)
+{
+    v4r_tokenizer *t = load_model("bert-tiny");
+    char *text = tu_read(V4R_TEST_DATA_DIR "/tokenizer-unicode", "digest.txt");
+    assert_non_null(text);
+    v4r_cpvec norm = {0}, tmp = {0};
+    size_t blocks = 0, bad = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned first;
+        unsigned long long want;
+        if (line[0] == '#')
+            continue;
+        assert_int_equal(sscanf(line, "%x %llx", &first, &want), 2);
+        uint64_t h = 0xCBF29CE484222325ULL;
+        for (int32_t cp = (int32_t)first; cp < (int32_t)first + DIGEST_BLOCK && cp <= 0x10FFFF; cp++) {
+            if (cp >= 0xD800 && cp <= 0xDFFF)
+                continue;
+            int32_t in[3] = {'a', cp, 'b'};
+            v4r_normalize(t, in, 3, &norm, &tmp);
+            h = hash_pieces(h, norm.v, norm.n);
+        }
+        if (h != want && bad++ < 10)
+            print_error("code points U+%04X..U+%04X differ from the reference\n", first, first + DIGEST_BLOCK - 1);
+        blocks++;
+    }
+    assert_int_equal(blocks, 0x110000 / DIGEST_BLOCK);
+    assert_int_equal(bad, 0);
+    free(norm.v);
+    free(tmp.v);
+    free(text);
+    v4r_tokenizer_free(t);
+    (void)state;
+}
+
+/* Single characters whose reference treatment differs from current Unicode data. */
+static void test_recent_code_points(void **state)
+{
+    v4r_tokenizer *t = load_model("bert-tiny");
+    expect_tokens(t, "a\xD8\x9D" "b", "[CLS] [UNK] [SEP]");        /* U+061D: not punctuation there */
+    expect_tokens(t, "a\xE2\xB9\x9D" "b", "[CLS] [UNK] [SEP]");    /* U+2E5D */
+    expect_tokens(t, "a\xE1\x99\xAD" "b", "[CLS] a [UNK] b [SEP]"); /* U+166D: still punctuation there */
+    expect_tokens(t, "a\xE0\xA2\x90" "b", "[CLS] [UNK] [SEP]");    /* U+0890 (Cf): kept */
+    expect_tokens(t, "cafe\xDF\xBD", "[CLS] [UNK] [SEP]");          /* U+07FD (Mn): not stripped */
+    expect_tokens(t, "cafe\xCC\x81", "[CLS] cafe [SEP]");           /* U+0301 stripped */
+    expect_tokens(t, "a\xF0\x9F\xAB\xA0" "b", "[CLS] [UNK] [SEP]"); /* U+1FAE0 */
+    v4r_tokenizer_free(t);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,7 +512,8 @@ int main(void)
         cmocka_unit_test(test_special_tokens),    cmocka_unit_test(test_normalization),
         cmocka_unit_test(test_truncation),        cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_added_token_flags), cmocka_unit_test(test_cli),
-        cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_cli_errors),        cmocka_unit_test(test_unicode_corpus),
+        cmocka_unit_test(test_unicode_every_code_point), cmocka_unit_test(test_recent_code_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

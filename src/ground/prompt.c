@@ -7,12 +7,13 @@ const char *v4r_prompt_preset(const char *name)
 {
     if (!name)
         return NULL;
-    if (!strcmp(name, "paper"))
+    if (!strcmp(name, "paper")) /* the released README.md */
         return "Describe this product image in detail, focusing on visual attributes like color, style, material, "
                "and what occasion it might be suitable for.";
-    if (!strcmp(name, "script"))
-        return "Describe this product in detail for an e-commerce recommendation system. Include: visual appearance, "
-               "style, color, materials, design features, and any notable characteristics. Product title: {title} "
+    if (!strcmp(name, "script")) /* the released generate_llava_next_summaries.py, byte for byte */
+        return "Describe this product in detail for an e-commerce recommendation system. \n"
+               "Include: visual appearance, style, color, materials, design features, and any notable characteristics.\n"
+               "Product title: {title}\n"
                "Provide a concise but informative description (2-3 sentences).";
     return NULL;
 }

@@ -84,7 +84,9 @@ char *v4r_request_body(const v4r_ground_opts *o, const char *prompt, const char 
 {
     json_t *text = json_pack("{s:s, s:s}", "type", "text", "text", prompt);
     json_t *image = json_pack("{s:s, s:{s:s}}", "type", "image_url", "image_url", "url", data_url);
-    json_t *msg = json_pack("{s:s, s:[o, o]}", "role", "user", "content", text, image);
+    /* the image first: LLaVA-NeXT's chat template, like the released script's "[INST] <image>\n...",
+     * puts the image before the text */
+    json_t *msg = json_pack("{s:s, s:[o, o]}", "role", "user", "content", image, text);
     json_t *body = json_pack("{s:s, s:[o], s:i, s:f, s:b}", "model", o->model, "messages", msg, "max_tokens",
                              o->max_tokens, "temperature", o->temperature, "stream", 0);
     if (o->has_seed)

@@ -1,8 +1,41 @@
-/* tokenizer Unicode: strict UTF-8 decoding, character classes and the BertNormalizer (utf8proc). */
+/* tokenizer Unicode: strict UTF-8 decoding, character classes and the BertNormalizer. The classes,
+ * the nonspacing marks, which characters NFD changes and the lowercase map are the reference
+ * tokenizer's own (tokenizer_unicode_tables.h, generated from its behaviour); utf8proc supplies the
+ * decompositions and combining classes of those characters, and \w for added tokens. */
 #include <string.h>
 #include <utf8proc.h>
 
 #include "tokenizer_internal.h"
+
+typedef struct {
+    int32_t first, last;
+} v4r_uc_range;
+
+typedef struct {
+    int32_t first, last, delta, step;
+} v4r_uc_lower_run;
+
+#include "tokenizer_unicode_tables.h"
+
+#define N_OF(a) (sizeof(a) / sizeof *(a))
+
+/* Whether cp lies in one of the sorted, disjoint ranges r[0..n). */
+static int in_ranges(const v4r_uc_range *r, size_t n, int32_t cp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < r[mid].first)
+            hi = mid;
+        else if (cp > r[mid].last)
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+#define IN_TABLE(table, cp) in_ranges(table, N_OF(table), cp)
 
 /* ---- UTF-8 ---- */
 
@@ -89,33 +122,23 @@ int v4r_uc_is_whitespace(int32_t cp)
 {
     if (cp < 0x80)
         return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
-    if (cp == 0x85)
-        return 1;
-    utf8proc_category_t c = utf8proc_category(cp);
-    return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
+    return IN_TABLE(ref_whitespace, cp);
 }
 
 int v4r_uc_is_control(int32_t cp)
 {
     if (cp < 0x80)
         return (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || cp == 0x7F;
-    utf8proc_category_t c = utf8proc_category(cp);
-    return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_CO;
+    return IN_TABLE(ref_removed, cp);
 }
 
-int v4r_uc_is_chinese(int32_t cp)
-{
-    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x20000 && cp <= 0x2A6DF) ||
-           (cp >= 0x2A700 && cp <= 0x2B73F) || (cp >= 0x2B740 && cp <= 0x2B81F) ||
-           (cp >= 0x2B920 && cp <= 0x2CEAF) || (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
-}
+int v4r_uc_is_chinese(int32_t cp) { return cp >= 0x3400 && IN_TABLE(ref_chinese, cp); }
 
 int v4r_uc_is_punct(int32_t cp)
 {
     if (cp < 0x80)
         return (cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126);
-    utf8proc_category_t c = utf8proc_category(cp);
-    return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
+    return IN_TABLE(ref_punct, cp);
 }
 
 int v4r_uc_is_word(int32_t cp)
@@ -162,18 +185,24 @@ static void clean_and_space(const v4r_tokenizer *t, const int32_t *in, size_t n,
     out->n = k;
 }
 
+/* The combining class, 0 for characters the reference's tables give none. */
+static int combining_class(int32_t cp)
+{
+    return IN_TABLE(ref_ccc, cp) ? utf8proc_get_property(cp)->combining_class : 0;
+}
+
 /* Canonical ordering: stable sort of each run of non-starters by combining class. */
 static void canonical_order(int32_t *v, size_t n)
 {
     for (size_t i = 1; i < n; i++) {
         if (v[i] < 0x300)
             continue;
-        int ccc = utf8proc_get_property(v[i])->combining_class;
+        int ccc = combining_class(v[i]);
         if (ccc == 0)
             continue;
         int32_t c = v[i];
         size_t j = i;
-        while (j > 0 && v[j - 1] >= 0x300 && utf8proc_get_property(v[j - 1])->combining_class > ccc) {
+        while (j > 0 && v[j - 1] >= 0x300 && combining_class(v[j - 1]) > ccc) {
             v[j] = v[j - 1];
             j--;
         }
@@ -189,8 +218,9 @@ static void strip_accents(const int32_t *in, size_t n, v4r_cpvec *out)
     int any_high = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t c = in[i], buf[32];
-        if (c < 0xC0) {
+        if (c < 0xC0 || !IN_TABLE(ref_decomposes, c)) {
             out->v[out->n++] = c;
+            any_high |= c >= 0x300;
             continue;
         }
         utf8proc_ssize_t k = utf8proc_decompose_char(c, buf, 32, UTF8PROC_DECOMPOSE, NULL);
@@ -208,9 +238,26 @@ static void strip_accents(const int32_t *in, size_t n, v4r_cpvec *out)
     canonical_order(out->v, out->n);
     size_t k = 0;
     for (size_t i = 0; i < out->n; i++)
-        if (out->v[i] < 0x300 || utf8proc_category(out->v[i]) != UTF8PROC_CATEGORY_MN)
+        if (out->v[i] < 0x300 || !IN_TABLE(ref_nonspacing, out->v[i]))
             out->v[k++] = out->v[i];
     out->n = k;
+}
+
+/* Rust's char::to_lowercase of cp other than U+0130: the run holding it, if any. */
+static int32_t to_lower(int32_t cp)
+{
+    size_t lo = 0, hi = N_OF(ref_lower);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const v4r_uc_lower_run *r = &ref_lower[mid];
+        if (cp < r->first)
+            hi = mid;
+        else if (cp > r->last)
+            lo = mid + 1;
+        else
+            return (cp - r->first) % r->step ? cp : cp + r->delta;
+    }
+    return cp;
 }
 
 /* lowercase (Rust's char::to_lowercase: the simple mapping, and U+0130 -> i U+0307). in -> out. */
@@ -227,7 +274,7 @@ static void lowercase(const int32_t *in, size_t n, v4r_cpvec *out)
             out->v[out->n++] = 'i';
             out->v[out->n++] = 0x307;
         } else {
-            out->v[out->n++] = utf8proc_tolower(c);
+            out->v[out->n++] = to_lower(c);
         }
     }
 }
