@@ -1,5 +1,6 @@
 /* `vlm4rec encode` end to end on the fixture models: the reference's vectors, dataset order with
- * coverage, and bad input named by line. */
+ * coverage, --text-template (the same vectors as the texts filled in by hand), --empty reference
+ * (the reference's vector of an empty text), and bad input named by line. */
 #include "testutil.h"
 
 #include <math.h>
@@ -12,6 +13,41 @@
 #include <jansson.h>
 
 static char *fixture(const char *rel) { return v4r_sprintf("%s/fixtures/%s", tu_shared(), rel); }
+
+/* A file of the source tree (V4R_SHARED_DIR is SRC/../shared). */
+static char *source_path(const char *rel)
+{
+    const char *shared = V4R_SHARED_DIR;
+    size_t n = strlen(shared) - strlen("/../shared");
+    return v4r_sprintf("%.*s/%s", (int)n, shared, rel);
+}
+
+/* A small dataset: items a (Red shoe), b (no title), c (Blue hat), d (Green {cap}). */
+static void small_dataset(const char *dir)
+{
+    tu_write(dir, "ds/items.tsv", "item\ttitle\timage\na\tRed shoe\t\nb\t\t\nc\tBlue hat\t\nd\tGreen {cap}\t\n");
+    tu_write(dir, "ds/users.tsv", "user\nu\n");
+    tu_write(dir, "ds/train.tsv", "user\titem\ttimestamp\nu\ta\t1\n");
+    tu_write(dir, "ds/valid.tsv", "user\titem\ttimestamp\nu\tc\t2\n");
+    tu_write(dir, "ds/test.tsv", "user\titem\ttimestamp\n");
+}
+
+static void read_npy(const char *dir, const char *name, v4r_matrix *m)
+{
+    char *path = v4r_path_join(dir, name);
+    v4r_err err = {0};
+    if (v4r_npy_read(path, m, &err))
+        fail_msg("%s: %s", path, err.msg);
+    free(path);
+}
+
+static int zero_row(const v4r_matrix *m, size_t r)
+{
+    for (size_t c = 0; c < m->cols; c++)
+        if (m->data[r * m->cols + c] != 0)
+            return 0;
+    return 1;
+}
 
 /* The corpus as JSONL with item ids "t0".."t346". */
 static char *corpus_jsonl(const char *dir)
@@ -152,6 +188,103 @@ static void test_dataset_order_and_coverage(void **state)
     (void)state;
 }
 
+static void test_text_template(void **state)
+{
+    char *dir = tu_tmpdir(), *tiny = fixture("models/bert-tiny"), *out = NULL;
+    small_dataset(dir);
+    tu_write(dir, "d.tsv", "item\tdescription\nc\t  \nd\tA green cap.\na\tA red shoe.\nb\tPlain.\n");
+    int rc = tu_run(&out, "encode --model '%s' --dataset '%s/ds' --input '%s/d.tsv' -o '%s/v.npy' "
+                          "--text-template '{title}. {description} {{ok}}'", tiny, dir, dir, dir);
+    if (rc)
+        fail_msg("encode: %s", out);
+    free(out);
+    /* the same texts filled in by hand, encoded as they are (file order = rows 0, 1, 2) */
+    tu_write(dir, "hand.tsv", "a\tRed shoe. A red shoe. {ok}\nb\t. Plain. {ok}\nd\tGreen {cap}. A green cap. {ok}\n");
+    assert_int_equal(tu_run(NULL, "encode --model '%s' --input '%s/hand.tsv' -o '%s/w.npy'", tiny, dir, dir), 0);
+    /* and the texts without the template differ */
+    assert_int_equal(tu_run(NULL, "encode --model '%s' --dataset '%s/ds' --input '%s/d.tsv' -o '%s/plain.npy'", tiny,
+                            dir, dir, dir),
+                     0);
+    v4r_matrix v, w, plain;
+    read_npy(dir, "v.npy", &v);
+    read_npy(dir, "w.npy", &w);
+    read_npy(dir, "plain.npy", &plain);
+    assert_int_equal(v.rows, 4);
+    assert_int_equal(w.rows, 3);
+    size_t row_bytes = v.cols * sizeof(float);
+    assert_memory_equal(v.data, w.data, row_bytes);                              /* a */
+    assert_memory_equal(v.data + v.cols, w.data + w.cols, row_bytes);            /* b: an empty title */
+    assert_memory_equal(v.data + 3 * v.cols, w.data + 2 * w.cols, row_bytes);    /* d: braces in the title */
+    assert_true(zero_row(&v, 2));                                                /* c: no description */
+    assert_memory_not_equal(v.data, plain.data, row_bytes);
+    char *cov = tu_read(dir, "v.covered.txt");
+    assert_string_equal(cov, "a\nb\nd\n");
+    free(cov);
+    /* {description} alone is the text itself */
+    assert_int_equal(tu_run(NULL, "encode --model '%s' --dataset '%s/ds' --input '%s/d.tsv' -o '%s/same.npy' "
+                                  "--text-template '{description}'", tiny, dir, dir, dir),
+                     0);
+    v4r_matrix same;
+    read_npy(dir, "same.npy", &same);
+    assert_memory_equal(same.data, plain.data, v.rows * row_bytes);
+    v4r_matrix_free(&same);
+    v4r_matrix_free(&v);
+    v4r_matrix_free(&w);
+    v4r_matrix_free(&plain);
+    free(tiny);
+    tu_rmtree(dir);
+    free(dir);
+    (void)state;
+}
+
+/* The reference (sentence-transformers) gives "" and blank texts the vector of [CLS] [SEP]:
+ * tests/data/bert-tiny.empty.npy, written by tests/reference/empty_text.py. */
+static void test_empty_reference(void **state)
+{
+    char *dir = tu_tmpdir(), *tiny = fixture("models/bert-tiny"), *golden = source_path("tests/data/bert-tiny.empty.npy");
+    char *out = NULL;
+    tu_write(dir, "e.jsonl", "{\"item\": \"e0\", \"text\": \"\"}\n{\"item\": \"e1\", \"text\": \"   \"}\n"
+                             "{\"item\": \"e2\", \"text\": \" \\t\\n \"}\n{\"item\": \"x\", \"text\": \"a real text\"}\n");
+    int rc = tu_run(&out, "encode --model '%s' --input '%s/e.jsonl' -o '%s/r.npy' --empty reference", tiny, dir, dir);
+    if (rc)
+        fail_msg("encode: %s", out);
+    free(out);
+    assert_int_equal(tu_run(NULL, "encode --model '%s' --input '%s/e.jsonl' -o '%s/z.npy'", tiny, dir, dir), 0);
+    v4r_matrix r, z, g;
+    read_npy(dir, "r.npy", &r);
+    read_npy(dir, "z.npy", &z);
+    assert_int_equal(v4r_npy_read(golden, &g, NULL), 0);
+    assert_int_equal(r.rows, 4);
+    assert_int_equal(g.rows, 3);
+    assert_int_equal(g.cols, r.cols);
+    float worst = 0;
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t c = 0; c < r.cols; c++)
+            worst = fmaxf(worst, fabsf(r.data[i * r.cols + c] - g.data[i * g.cols + c]));
+        assert_true(zero_row(&z, i)); /* the default: no vector */
+    }
+    if (worst > 1e-5f)
+        fail_msg("--empty reference: max abs difference %g from the reference > 1e-5", worst);
+    assert_memory_equal(r.data + 3 * r.cols, z.data + 3 * z.cols, r.cols * sizeof(float));
+    /* with a dataset, the empty text's item counts as covered */
+    small_dataset(dir);
+    tu_write(dir, "d.tsv", "a\tA red shoe.\nb\t \n");
+    assert_int_equal(tu_run(NULL, "encode --model '%s' --dataset '%s/ds' --input '%s/d.tsv' -o '%s/c.npy' --empty "
+                                  "reference", tiny, dir, dir, dir),
+                     0);
+    char *cov = tu_read(dir, "c.covered.txt");
+    assert_string_equal(cov, "a\nb\n");
+    free(cov);
+    v4r_matrix_free(&r);
+    v4r_matrix_free(&z);
+    v4r_matrix_free(&g);
+    free(golden);
+    free(tiny);
+    tu_rmtree(dir);
+    free(dir);
+    (void)state;
+}
+
 static void expect_fail(const char *dir, int code, const char *needle, const char *args)
 {
     char *out = NULL, *tiny = fixture("models/bert-tiny");
@@ -195,6 +328,28 @@ static void test_bad_input(void **state)
     args = v4r_sprintf("--input '%s/u.tsv' --titles", dir);
     expect_fail(dir, 2, "either --input FILE or --titles", args);
     free(args);
+    static const char *const templates[][2] = {
+        {"{title}. {desc}", "unknown placeholder '{desc}'"},
+        {"{Title} {description}", "unknown placeholder '{Title}'"},
+        {"{title}. {description", "'{' at character 10 is not closed"},
+        {"a } {description}", "a lone '}' at character 3"},
+        {"{{x} {description}", "a lone '}' at character 4"},
+    };
+    for (size_t i = 0; i < sizeof templates / sizeof *templates; i++) {
+        args = v4r_sprintf("--dataset '%s/ds' --input '%s/u.tsv' --text-template '%s'", dir, dir, templates[i][0]);
+        expect_fail(dir, 2, templates[i][1], args);
+        free(args);
+    }
+    args = v4r_sprintf("--input '%s/u.tsv' --text-template '{title}: {description}'", dir);
+    expect_fail(dir, 2, "{title} needs --dataset", args);
+    free(args);
+    char *tf = NULL;
+    assert_int_equal(tu_run(&tf, "encode --tfidf --input '%s/u.tsv' --empty reference -o '%s/bad.npy'", dir, dir), 2);
+    assert_non_null(strstr(tf, "--empty reference needs --model"));
+    free(tf);
+    args = v4r_sprintf("--input '%s/u.tsv' --empty blank", dir);
+    expect_fail(dir, 2, "--empty must be zero or reference", args);
+    free(args);
     char *out = NULL, *home = v4r_path_join(dir, "home");
     setenv("VLM4REC_HOME", home, 1); /* an empty model cache */
     free(home);
@@ -212,6 +367,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_matches_reference),
         cmocka_unit_test(test_dataset_order_and_coverage),
+        cmocka_unit_test(test_text_template),
+        cmocka_unit_test(test_empty_reference),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

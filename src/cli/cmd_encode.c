@@ -42,14 +42,22 @@ static const char *encode_help =
     "                     word unigrams, sublinear tf, idf fitted on this input, L2-normalized; not\n"
     "                     Sentence-BERT: label its vectors \"" V4R_TFIDF_NAME "\")\n"
     "  --dim N            with --tfidf: hash buckets = vector size (default 1024)\n"
-    "An empty (or all-blank) text counts as no text. Invalid UTF-8 is an error naming the line.\n";
+    "  --text-template T  with --input: encode T filled in for each item instead of its text;\n"
+    "                     {description} is the input's text, {title} the item's title in the\n"
+    "                     dataset's items.tsv (needs --dataset; an empty title fills in as nothing),\n"
+    "                     {{ and }} are braces. E.g. '{title}. {description}'. An item whose text is\n"
+    "                     empty stays empty (no vector)\n"
+    "  --empty zero|reference  an empty or all-blank text: zero (default) counts as no text (a zero\n"
+    "                     row, not covered); reference gives it the vector sentence-transformers\n"
+    "                     gives it (of [CLS] [SEP]; the item counts as covered). Not with --tfidf\n"
+    "Invalid UTF-8 is an error naming the line.\n";
 
 enum { IN_TSV, IN_JSONL, IN_CACHE };
 
 typedef struct {
     const char *model, *input, *format, *dataset, *output, *covered_out;
-    const char *cache_model, *cache_prompt_hash;
-    int titles, offline, kind, tfidf;
+    const char *cache_model, *cache_prompt_hash, *text_template;
+    int titles, offline, kind, tfidf, empty_reference;
     size_t batch, dim;
 } encode_args;
 
@@ -189,8 +197,8 @@ static int assign_rows(const text_list *l, const v4r_dataset *ds, const char *pa
 }
 
 /* Tokenizes every non-blank text (in parallel); fails on the first invalid one in input order. */
-static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *path, int32_t **ids, size_t *lens,
-                        v4r_err *err)
+static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *path, int keep_blank, int32_t **ids,
+                        size_t *lens, v4r_err *err)
 {
     const v4r_tokenizer *tok = v4r_encoder_tokenizer(enc);
     size_t max_len = v4r_encoder_max_seq_length(enc), bad = l->n;
@@ -199,7 +207,7 @@ static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *
     for (size_t i = 0; i < l->n; i++) {
         ids[i] = NULL;
         lens[i] = 0;
-        if (is_blank(l->text[i]))
+        if (is_blank(l->text[i]) && !keep_blank)
             continue;
         v4r_err e = {0};
         if (v4r_tokenize(tok, l->text[i], max_len, &ids[i], &lens[i], &e) != 0) {
@@ -318,7 +326,7 @@ static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *
     size_t dim = v4r_encoder_dim(enc);
     int32_t **ids = v4r_calloc(l->n, sizeof *ids);
     size_t *lens = v4r_calloc(l->n, sizeof *lens), n_seq = 0;
-    int rc = tokenize_all(enc, l, a->input ? a->input : "titles", ids, lens, err);
+    int rc = tokenize_all(enc, l, a->input ? a->input : "titles", a->empty_reference, ids, lens, err);
     const int32_t **seq = v4r_malloc(l->n * sizeof *seq);
     size_t *seq_len = v4r_malloc(l->n * sizeof *seq_len), *seq_of = v4r_malloc(l->n * sizeof *seq_of);
     for (size_t i = 0; i < l->n && !rc; i++)
@@ -404,6 +412,106 @@ static int read_cache(const encode_args *a, const v4r_dataset *ds, text_list *l,
     return rc;
 }
 
+/* ---- --text-template ---- */
+
+/* The placeholder at t ('{'): 'd' for {description}, 't' for {title}; *end just past its '}'.
+ * 0 when it is not closed, '?' when the name is unknown. */
+static int placeholder(const char *t, const char **end)
+{
+    const char *close = strchr(t, '}');
+    if (!close)
+        return 0;
+    *end = close + 1;
+    size_t n = (size_t)(close - t - 1);
+    if (n == 5 && !strncmp(t + 1, "title", 5))
+        return 't';
+    if (n == 11 && !strncmp(t + 1, "description", 11))
+        return 'd';
+    return '?';
+}
+
+/* A usage error naming the first bad placeholder or brace of the template; 0 when it is good. */
+static int template_check(const char *tpl, int *uses_title)
+{
+    *uses_title = 0;
+    for (const char *c = tpl; *c;) {
+        const char *end = c + 1;
+        if ((c[0] == '{' && c[1] == '{') || (c[0] == '}' && c[1] == '}')) {
+            c += 2;
+            continue;
+        }
+        if (*c == '}')
+            return v4r_cli_usage_error("encode", "--text-template: a lone '}' at character %d (write }} for a brace)",
+                                       (int)(c - tpl) + 1);
+        if (*c == '{') {
+            int kind = placeholder(c, &end);
+            if (!kind)
+                return v4r_cli_usage_error("encode", "--text-template: '{' at character %d is not closed (write {{ for "
+                                                     "a brace)", (int)(c - tpl) + 1);
+            if (kind == '?')
+                return v4r_cli_usage_error("encode", "--text-template: unknown placeholder '%.*s' (the placeholders "
+                                                     "are {title} and {description}; {{ and }} are braces)",
+                                           (int)(end - c), c);
+            *uses_title |= kind == 't';
+        }
+        c = end;
+    }
+    return 0;
+}
+
+/* The template filled in with title and description (a checked template). Caller frees. */
+static char *template_fill(const char *tpl, const char *title, const char *description)
+{
+    size_t cap = strlen(tpl) + 1, n = 0;
+    for (const char *c = tpl; *c; c++)
+        if (*c == '{')
+            cap += strlen(title) + strlen(description);
+    char *out = v4r_malloc(cap);
+    for (const char *c = tpl; *c;) {
+        const char *end = c + 1, *put = NULL;
+        if ((c[0] == '{' && c[1] == '{') || (c[0] == '}' && c[1] == '}'))
+            out[n++] = *c, end = c + 2;
+        else if (*c == '{')
+            put = placeholder(c, &end) == 't' ? title : description;
+        else
+            out[n++] = *c;
+        if (put) {
+            memcpy(out + n, put, strlen(put));
+            n += strlen(put);
+        }
+        c = end;
+    }
+    out[n] = 0;
+    return out;
+}
+
+/* Replaces every non-blank text by the template filled in (titles from the dataset's rows). */
+static void apply_template(const encode_args *a, text_list *l, const v4r_dataset *ds, const int64_t *row)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (blank_text(l->text[i]))
+            continue; /* no description: stays no text */
+        char *filled = template_fill(a->text_template, ds ? ds->item_title[row[i]] : "", l->text[i]);
+        free(l->text[i]);
+        l->text[i] = filled;
+    }
+}
+
+static int check_args(encode_args *a)
+{
+    int rc = 0, uses_title = 0;
+    if (a->text_template)
+        rc = template_check(a->text_template, &uses_title);
+    if (!rc && a->text_template && !a->input)
+        rc = v4r_cli_usage_error("encode", "--text-template applies to --input texts, not --titles");
+    if (!rc && uses_title && !a->dataset)
+        rc = v4r_cli_usage_error("encode", "--text-template: {title} needs --dataset (the titles are in its items.tsv)");
+    if (!rc && a->empty_reference && a->tfidf)
+        rc = v4r_cli_usage_error("encode", "--empty reference needs --model (the TF-IDF encoder has no vector for an "
+                                           "empty text)");
+    return rc;
+}
+
 static int parse_args(int argc, char **argv, encode_args *a)
 {
     static const struct option opts[] = {
@@ -415,6 +523,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {"cache-model", required_argument, 0, 'M'}, {"cache-prompt-hash", required_argument, 0, 'H'},
         {"tfidf", no_argument, 0, 'T'},         {"dim", required_argument, 0, 'D'},
+        {"text-template", required_argument, 0, 'X'}, {"empty", required_argument, 0, 'E'},
         {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
@@ -434,6 +543,12 @@ static int parse_args(int argc, char **argv, encode_args *a)
         case 'D': rc = v4r_opt_size("encode", "dim", optarg, &a->dim); break;
         case 'M': a->cache_model = optarg; break;
         case 'H': a->cache_prompt_hash = optarg; break;
+        case 'X': a->text_template = optarg; break;
+        case 'E':
+            if (strcmp(optarg, "zero") && strcmp(optarg, "reference"))
+                return v4r_cli_usage_error("encode", "--empty must be zero or reference, not '%s'", optarg);
+            a->empty_reference = !strcmp(optarg, "reference");
+            break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(encode_help, stdout); return -1;
         default: return v4r_cli_usage_error("encode", "bad option");
@@ -459,7 +574,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
     const char *h = a->cache_prompt_hash;
     if (!rc && h && (strlen(h) < 6 || strlen(h) > 64 || strspn(h, "0123456789abcdefABCDEF") != strlen(h)))
         rc = v4r_cli_usage_error("encode", "--cache-prompt-hash '%s': give 6 to 64 hex digits", h);
-    return rc;
+    return rc ? rc : check_args(a);
 }
 
 static void titles_of(const v4r_dataset *ds, text_list *l)
@@ -490,6 +605,8 @@ static int run_encode(const encode_args *a, v4r_err *err)
     int64_t *row = v4r_malloc((l.n ? l.n : 1) * sizeof *row);
     if (!rc)
         rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);
+    if (!rc && a->text_template)
+        apply_template(a, &l, have_ds ? &ds : NULL, row);
     if (!rc) {
         double t0 = v4r_now();
         if (a->tfidf)

@@ -18,7 +18,8 @@ static const char *run_help =
     "  --from STAGE    run STAGE and every stage after it even when up to date\n"
     "                  (dataset, ground, encode, vision, fusion, eval, report)\n"
     "  -o, --run-dir D the run directory (default: [run] dir of the config)\n"
-    "  --dry-run       print which steps would run, run nothing\n";
+    "  --dry-run       print which steps would run and each step's command line (shell-quoted);\n"
+    "                  run, write and pull nothing\n";
 
 /* The path of the running executable, for the steps. */
 char *v4r_cli_self_exe(void);

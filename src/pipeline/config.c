@@ -17,10 +17,10 @@ static const section_schema schema[] = {
     {"dataset", 0, "source format path dedupe users items interactions seed images covered_share"},
     {"ground", 0, "enabled endpoint model prompt prompt_file order items limit concurrency max_tokens timeout retries "
                   "seed api_key_env"},
-    {"encoder", 0, "model fallback pull dim batch_size"},
-    {"text", 1, "source model"},
+    {"encoder", 0, "model fallback pull dim batch_size text_template"},
+    {"text", 1, "source model text_template"},
     {"vision", 0, "source"},
-    {"fusion", 1, "kind text options"},
+    {"fusion", 1, "kind text options covered"},
     {"model", 1, "spec group"},
     {"protocol", 1, "covered models label history truth history_length keep_history k baseline bootstrap seed"},
     {"report", 0, "title cases case_a case_b case_k"},

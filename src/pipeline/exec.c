@@ -154,6 +154,41 @@ static int run_command(const pl_plan *p, const pl_step *s, v4r_err *err)
     return rc;
 }
 
+/* arg as one shell word: as it is when every byte is safe, else in single quotes. */
+static void print_word(const char *arg)
+{
+    static const char safe[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-";
+    if (*arg && strspn(arg, safe) == strlen(arg)) {
+        fputs(arg, stdout);
+        return;
+    }
+    putchar('\'');
+    for (; *arg; arg++)
+        if (*arg == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*arg);
+    putchar('\'');
+}
+
+/* A dry run's view of a step: its command line, shell-quoted, on one indented line. */
+static void print_command(const pl_step *s)
+{
+    fputs("        ", stdout);
+    for (size_t i = 0; i < s->argc; i++) {
+        if (i)
+            putchar(' ');
+        print_word(strstr(s->argv[i], "@STANDIN@") ? "--endpoint=http://127.0.0.1:PORT/v1" : s->argv[i]);
+    }
+    if (s->stdout_path) {
+        fputs(" > ", stdout);
+        print_word(s->stdout_path);
+    }
+    putchar('\n');
+    if (s->standin)
+        puts("        # PORT: the in-process stand-in server's, chosen when the step runs");
+}
+
 static int run_step(const pl_plan *p, size_t i, int *n_ran, v4r_err *err)
 {
     const pl_step *s = &p->steps[i];
@@ -162,11 +197,15 @@ static int run_step(const pl_plan *p, size_t i, int *n_ran, v4r_err *err)
     int forced = p->o->from_stage >= 0 && s->stage >= p->o->from_stage;
     if (!forced && up_to_date(p, s, hash)) {
         printf("[%2zu/%zu] %-28s up to date\n", i + 1, p->n_steps, s->id);
+        if (p->o->dry_run)
+            print_command(s);
         return V4R_OK;
     }
-    printf("[%2zu/%zu] %-28s running\n", i + 1, p->n_steps, s->id);
-    if (p->o->dry_run)
+    printf("[%2zu/%zu] %-28s %s\n", i + 1, p->n_steps, s->id, p->o->dry_run ? "would run" : "running");
+    if (p->o->dry_run) {
+        print_command(s);
         return V4R_OK;
+    }
     double t0 = v4r_now();
     int rc = run_command(p, s, err);
     if (!rc && s->protocol >= 0)
@@ -234,7 +273,7 @@ int v4r_pipeline_run(const v4r_run_opts *o, v4r_err *err)
     pl_plan p;
     double t0 = v4r_now();
     int rc = pl_plan_build(&p, o, err), n_ran = 0;
-    if (!rc)
+    if (!rc && !o->dry_run) /* a dry run writes nothing */
         rc = v4r_mkdir_p(p.state_dir, err);
     if (!rc)
         rc = early_checks(&p, err);

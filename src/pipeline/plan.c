@@ -148,8 +148,11 @@ static int plan_import(pl_plan *p, const v4r_conf_section *s, pl_step *st, v4r_e
         return rc;
     if (!path)
         return pl_conf_fail(p, s->line, err, "[dataset] source = import needs path = DIR");
-    if (!v4r_file_exists(path->value))
+    if (!v4r_file_exists(path->value) && !p->o->dry_run)
         return pl_conf_fail(p, path->line, err, "path: '%s' does not exist", path->value);
+    if (!v4r_file_exists(path->value))
+        printf("note: %s:%d: path: '%s' does not exist; a run stops here (this dry run goes on)\n", p->conf.path,
+               path->line, path->value);
     if (strcmp(format, "kaggle") && strcmp(format, "mmrec") && strcmp(format, "tsv"))
         return pl_conf_fail(p, v4r_conf_get(s, "format")->line, err, "format: '%s' is not kaggle, mmrec or tsv",
                             format);
@@ -270,7 +273,7 @@ static int plan_ground(pl_plan *p, v4r_err *err)
 /* ---- text encoders ---- */
 
 /* The encoder for a model id: the model directory when cached or pullable, else the fallback. */
-static int resolve_encoder(pl_plan *p, const char *model, int line, char **dir, char **name, v4r_err *err)
+static int resolve_encoder(pl_plan *p, const char *model, int line, int said, char **dir, char **name, v4r_err *err)
 {
     const v4r_conf_section *enc = v4r_conf_section_get(&p->conf, "encoder");
     int pull, rc = pl_bool(p, enc, "pull", 1, &pull, err);
@@ -282,7 +285,16 @@ static int resolve_encoder(pl_plan *p, const char *model, int line, char **dir, 
     ho.offline = 1;
     v4r_err e = {0};
     *dir = NULL;
-    if (v4r_hub_resolve(model, &ho, dir, &e) != 0 && pull) {
+    if (v4r_hub_resolve(model, &ho, dir, &e) != 0 && pull && p->o->dry_run) {
+        if (!said)
+            printf("note: %s is not in the model cache; a run pulls it first and passes its directory (this dry run "
+               "does not; encode resolves the id itself), and uses the TF-IDF fallback if the pull fails\n",
+               model);
+        *dir = v4r_strdup(model);
+        *name = v4r_strdup(model);
+        return V4R_OK;
+    }
+    if (!*dir && pull) {
         ho.offline = 0;
         e.code = 0;
         v4r_hub_resolve(model, &ho, dir, &e);
@@ -294,8 +306,9 @@ static int resolve_encoder(pl_plan *p, const char *model, int line, char **dir, 
     if (strcmp(fallback, "tfidf"))
         return pl_conf_fail(p, line, err, "encoder model '%s' is not available (%s) and fallback is %s", model, e.msg,
                             fallback);
-    printf("encode: %s is not in the model cache and could not be pulled (%s); using the TF-IDF encoder, "
-           "the offline fallback (not Sentence-BERT)\n", model, e.msg);
+    if (!said)
+        printf("encode: %s is not in the model cache and could not be pulled (%s); using the TF-IDF encoder, "
+               "the offline fallback (not Sentence-BERT)\n", model, e.msg);
     *name = v4r_strdup(V4R_TFIDF_NAME);
     return V4R_OK;
 }
@@ -325,6 +338,39 @@ static int text_input(pl_plan *p, const pl_text *t, const char *source, int line
     return V4R_OK;
 }
 
+/* text_template: [text NAME]'s, else [encoder]'s for the sources that have descriptions (not titles). */
+static int text_template(pl_plan *p, const v4r_conf_section *s, const char *source, pl_step *st, v4r_err *err)
+{
+    const v4r_conf_kv *own = v4r_conf_get(s, "text_template");
+    const v4r_conf_kv *def = v4r_conf_get(v4r_conf_section_get(&p->conf, "encoder"), "text_template");
+    if (own && (!strcmp(source, "titles") || !strncmp(source, "feature:", 8)))
+        return pl_conf_fail(p, own->line, err, "[text %s]: text_template applies to grounded and file: sources",
+                            s->name);
+    const v4r_conf_kv *use = own ? own : def;
+    if (use && *use->value && strcmp(source, "titles"))
+        pl_argf(st, "--text-template=%s", use->value);
+    return V4R_OK;
+}
+
+/* The model of an encoded [text] section (NULL for feature: vectors). */
+static const char *text_model(const pl_plan *p, const v4r_conf_section *s)
+{
+    const v4r_conf_kv *src = v4r_conf_get(s, "source");
+    if (!src || !strncmp(src->value, "feature:", 8))
+        return NULL;
+    return pl_str(s, "model", pl_str(v4r_conf_section_get(&p->conf, "encoder"), "model",
+                                     "sentence-transformers/all-MiniLM-L6-v2"));
+}
+
+/* 1 when an earlier [text] section resolved the same model (what it printed is not said again). */
+static int model_said(const pl_plan *p, const v4r_conf_section *s, const char *model)
+{
+    for (const v4r_conf_section *o = p->conf.sec; o < s; o++)
+        if (!strcmp(o->kind, "text") && text_model(p, o) && !strcmp(text_model(p, o), model))
+            return 1;
+    return 0;
+}
+
 static int plan_text(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
 {
     const v4r_conf_section *enc = v4r_conf_section_get(&p->conf, "encoder");
@@ -336,6 +382,8 @@ static int plan_text(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     if (!src)
         return pl_conf_fail(p, s->line, err, "[text %s] needs source =", s->name);
     if (!strncmp(src->value, "feature:", 8)) {
+        if (v4r_conf_get(s, "text_template"))
+            return text_template(p, s, src->value, NULL, err);
         t->path = in_dataset(p, src->value + 8);
         t->encoder = v4r_sprintf("precomputed (%s)", src->value + 8);
         return V4R_OK;
@@ -344,7 +392,7 @@ static int plan_text(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     const char *model = mkv ? mkv->value : "sentence-transformers/all-MiniLM-L6-v2";
     char *dir = NULL, *slug = pl_slug(s->name), *id = v4r_sprintf("encode.%s", slug);
     char *rel = v4r_sprintf("vectors/%s.npy", slug);
-    int rc = resolve_encoder(p, model, mkv ? mkv->line : s->line, &dir, &t->encoder, err);
+    int rc = resolve_encoder(p, model, mkv ? mkv->line : s->line, model_said(p, s, model), &dir, &t->encoder, err);
     t->path = v4r_path_join(p->run_dir, rel);
     t->covered = v4r_sprintf("%.*s.covered.txt", (int)strlen(t->path) - 4, t->path);
     pl_step *st = pl_step_new(p, V4R_STAGE_ENCODE, id);
@@ -361,6 +409,8 @@ static int plan_text(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     pl_arg(st, "--quiet");
     if (!rc)
         rc = text_input(p, t, src->value, src->line, st, err);
+    if (!rc)
+        rc = text_template(p, s, src->value, st, err);
     if (!rc && !strcmp(src->value, "grounded")) {
         char *e = v4r_sprintf("%s, of the descriptions by %s", t->encoder,
                               p->standin ? "the stand-in server (not a vision-language model)" : p->ground_model);
@@ -398,7 +448,12 @@ static int plan_vision(pl_plan *p, v4r_err *err)
     memset(&ho, 0, sizeof ho);
     char *dir = NULL;
     v4r_err e = {0};
-    if (v4r_hub_resolve(src->value + 5, &ho, &dir, &e))
+    ho.offline = p->o->dry_run; /* a dry run pulls nothing */
+    if (v4r_hub_resolve(src->value + 5, &ho, &dir, &e) && p->o->dry_run) {
+        printf("note: %s is not in the model cache; a run pulls it first and passes its directory\n",
+               src->value + 5);
+        dir = v4r_strdup(src->value + 5);
+    } else if (!dir)
         return pl_conf_fail(p, src->line, err, "source: CLIP model '%s' is not available: %s", src->value + 5, e.msg);
     p->vision_path = v4r_path_join(p->run_dir, "vectors/vision.npy");
     p->vision_encoder = v4r_sprintf("CLIP vision encoder %s", src->value + 5);
@@ -427,6 +482,34 @@ const pl_text *pl_find_text(const pl_plan *p, const char *name)
     return NULL;
 }
 
+/* The items a fusion trains on: covered = auto (default: the text's covered list when it has one,
+ * i.e. its vectors come from encoding descriptions or titles; none for feature: vectors), yes (the
+ * text's list, which must exist), no (the whole catalog), or a file of item ids. */
+static int fusion_covered(pl_plan *p, const v4r_conf_section *s, const pl_text *t, pl_step *st, v4r_err *err)
+{
+    const v4r_conf_kv *kv = v4r_conf_get(s, "covered");
+    const char *v = kv && *kv->value ? kv->value : "auto";
+    if (!strcmp(v, "no"))
+        return V4R_OK;
+    if (!strcmp(v, "yes") && !t->covered)
+        return pl_conf_fail(p, kv->line, err,
+                            "[fusion %s]: covered = yes, but [text %s] has no covered list (its vectors are given, "
+                            "not encoded); give covered = FILE or no", s->name, t->name);
+    if (!strcmp(v, "auto") || !strcmp(v, "yes")) {
+        if (t->covered) {
+            pl_argf(st, "--covered=%s", t->covered);
+            pl_in(st, t->covered);
+        }
+        return V4R_OK;
+    }
+    char *alt = in_dataset(p, v);
+    const char *use = v4r_file_exists(v) ? v : alt;
+    pl_argf(st, "--covered=%s", use);
+    pl_in(st, use);
+    free(alt);
+    return V4R_OK;
+}
+
 static int plan_fusion(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
 {
     const char *kind = pl_str(s, "kind", NULL), *text = pl_str(s, "text", NULL);
@@ -450,6 +533,7 @@ static int plan_fusion(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     pl_argf(st, "--vision=%s", p->vision_path);
     pl_argf(st, "--output=%s", out);
     pl_arg(st, "--quiet");
+    int rc = fusion_covered(p, s, t, st, err);
     char *opts = v4r_strdup(pl_str(s, "options", "")), *save = NULL;
     for (char *a = strtok_r(opts, " \t", &save); a; a = strtok_r(NULL, " \t", &save))
         pl_arg(st, a);
@@ -463,7 +547,7 @@ static int plan_fusion(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     free(rel);
     free(out);
     free(train);
-    return V4R_OK;
+    return rc;
 }
 
 static int plan_sections(pl_plan *p, const char *kind, int (*fn)(pl_plan *, const v4r_conf_section *, v4r_err *),
