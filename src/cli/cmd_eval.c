@@ -270,6 +270,10 @@ int v4r_cmd_eval(int argc, char **argv)
         rc = a.eo.proto.truth_duplicates == V4R_TRUTH_DUP_DROP ? v4r_dataset_load(a.dataset, &ds, &err)
                                                                : v4r_dataset_load_repeats(a.dataset, &ds, &err);
         loaded = rc == 0;
+        if (rc && strstr(err.msg, "duplicate interaction")) {
+            size_t len = strlen(err.msg);
+            snprintf(err.msg + len, sizeof err.msg - len, " (--truth-duplicates keep or idcg counts repeated lines)");
+        }
     }
     char *users_path = a.users ? v4r_cli_resolve(a.dataset, a.users) : NULL;
     if (rc == 0 && users_path) {
