@@ -59,6 +59,29 @@ static void test_empty_truth_and_short_lists(void **state)
     (void)state;
 }
 
+/* Truth {2, 5} from three lines (5 twice), ranked 5, 9, 2: the three duplicates modes by hand. */
+static void test_truth_line_counts(void **state)
+{
+    const int32_t ranked[3] = {5, 9, 2}, truth[2] = {2, 5};
+    const size_t ks[1] = {2};
+    double out[V4R_NMETRICS];
+    double dcg = 1.0, idcg2 = 1.0 + 1.0 / log2(3.0);
+    v4r_metrics_user_counts(ranked, 3, truth, 2, 2, 2, ks, 1, out); /* drop */
+    assert_float_equal(out[V4R_M_RECALL], 0.5, 1e-12);
+    assert_float_equal(out[V4R_M_NDCG], dcg / idcg2, 1e-12);
+    v4r_metrics_user_counts(ranked, 3, truth, 2, 3, 3, ks, 1, out); /* keep: 1 hit of 3 lines */
+    assert_float_equal(out[V4R_M_RECALL], 1.0 / 3.0, 1e-12);
+    assert_float_equal(out[V4R_M_NDCG], dcg / idcg2, 1e-12); /* min(K=2, 3) = 2 ideal positions */
+    assert_float_equal(out[V4R_M_HIT], 1.0, 0);
+    const size_t k3[1] = {3};
+    v4r_metrics_user_counts(ranked, 3, truth, 2, 2, 3, k3, 1, out); /* idcg: K = 3 shows the difference */
+    double idcg3 = idcg2 + 0.5, dcg3 = 1.0 + 0.5;
+    assert_float_equal(out[V4R_M_RECALL], 1.0, 1e-12);
+    assert_float_equal(out[V4R_M_NDCG], dcg3 / idcg3, 1e-12);
+    assert_float_equal(out[V4R_M_MAP], (1.0 + 2.0 / 3.0) / 3.0, 1e-12);
+    (void)state;
+}
+
 static void test_no_hit(void **state)
 {
     int32_t ranked[3] = {1, 2, 3}, truth[2] = {7, 9};
@@ -95,7 +118,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_computed), cmocka_unit_test(test_truth_larger_than_k),
         cmocka_unit_test(test_empty_truth_and_short_lists), cmocka_unit_test(test_no_hit),
-        cmocka_unit_test(test_bootstrap),
+        cmocka_unit_test(test_bootstrap), cmocka_unit_test(test_truth_line_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,7 +149,7 @@ static void test_rank_ties_masks_window(void **state)
     assert_memory_equal(top, want, sizeof want);
     assert_float_equal(sc[0], 1, 1e-6);
     assert_float_equal(sc[2], 0.6, 1e-6);
-    p.keep_history = 1;
+    p.mask = V4R_MASK_NONE;
     v4r_eval_set_free(&es);
     assert_int_equal(v4r_eval_set_build(&ds, &p, &es, &err), 0);
     assert_int_equal(v4r_rank(&es, &p, &items, 6, top, sc, &err), 0);

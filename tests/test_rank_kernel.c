@@ -24,9 +24,10 @@ static int have_avx512(void)
 
 typedef struct {
     size_t ni, nu, d, kmax, history_length;
-    int keep_history, subset;
+    int mask, subset; /* mask: V4R_MASK_* */
     uint64_t seed;
     size_t hist_max; /* histories of 1..hist_max items (0: 14) */
+    int profile;     /* V4R_PROFILE_*: the mean profile weights rows by the fixture's norms */
 } config;
 
 /* A random catalog and histories; every 7th item (from 7 on) repeats an earlier item's vector, and
@@ -34,6 +35,7 @@ typedef struct {
 typedef struct {
     v4r_dataset ds;
     v4r_matrix items;
+    float *norms; /* random weights standing for the rows' norms (the mean profile) */
     uint8_t *covered;
 } fixture;
 
@@ -59,6 +61,9 @@ static void fixture_build(fixture *f, const config *c)
         memcpy(f->items.data + i * c->d, f->items.data + i / 7 * c->d, sizeof(float) * c->d);
     v4r_err err = {0};
     assert_int_equal(v4r_repr_normalize(&f->items, NULL, "random", &err), 0);
+    f->norms = v4r_malloc(c->ni * sizeof *f->norms);
+    for (size_t i = 0; i < c->ni; i++)
+        f->norms[i] = (float)(0.25 + 4 * v4r_rng_uniform(&rng));
     for (size_t u = 0; u < c->nu; u++) {
         size_t nh = u % 5 == 0 ? 1 : 1 + v4r_rng_below(&rng, c->hist_max ? c->hist_max : 14);
         for (size_t h = 0; h < nh; h++) {
@@ -79,16 +84,17 @@ static void fixture_build(fixture *f, const config *c)
 static void fixture_free(fixture *f)
 {
     free(f->items.data);
+    free(f->norms);
     free(f->covered);
     v4r_dataset_free(&f->ds);
 }
 
 static void rank_with(const char *kernel, const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items,
-                      size_t kmax, int32_t *top, float *sc)
+                      const float *norms, size_t kmax, int32_t *top, float *sc)
 {
     v4r_err err = {0};
     setenv("VLM4REC_KERNEL", kernel, 1);
-    int rc = v4r_rank(es, p, items, kmax, top, sc, &err);
+    int rc = v4r_rank_norms(es, p, items, norms, kmax, top, sc, &err);
     unsetenv("VLM4REC_KERNEL");
     if (rc)
         fail_msg("%s: %s", kernel, err.msg);
@@ -161,7 +167,8 @@ static void run_config(const config *c)
     v4r_protocol p;
     v4r_protocol_defaults(&p);
     p.history_length = c->history_length;
-    p.keep_history = c->keep_history;
+    p.mask = c->mask;
+    p.profile = c->profile;
     p.covered = f.covered;
     v4r_eval_set es;
     v4r_err err = {0};
@@ -173,12 +180,12 @@ static void run_config(const config *c)
     size_t bytes = f.items.rows * f.items.cols * sizeof(float);
     float *orig = v4r_malloc(bytes);
     memcpy(orig, f.items.data, bytes);
-    rank_with("avx512", &es, &p, &f.items, c->kmax, ta, sa);
+    rank_with("avx512", &es, &p, &f.items, f.norms, c->kmax, ta, sa);
     assert_memory_equal(f.items.data, orig, bytes); /* restored bit-exactly */
-    rank_with("blas", &es, &p, &f.items, c->kmax, tb, sb);
+    rank_with("blas", &es, &p, &f.items, f.norms, c->kmax, tb, sb);
     int threads = omp_get_max_threads();
     omp_set_num_threads(threads > 1 ? 1 : 3);
-    rank_with("avx512", &es, &p, &f.items, c->kmax, t1, s1);
+    rank_with("avx512", &es, &p, &f.items, f.norms, c->kmax, t1, s1);
     omp_set_num_threads(threads);
     assert_memory_equal(ta, t1, n * sizeof *ta); /* the thread count changes nothing */
     assert_memory_equal(sa, s1, n * sizeof *sa);
@@ -208,7 +215,7 @@ static void test_odd_sizes(void **state)
     static const size_t ks[] = {1, 20, 50};
     for (size_t i = 0; i < sizeof ds / sizeof *ds; i++)
         for (size_t j = 0; j < sizeof ks / sizeof *ks; j++) {
-            config c = {nis[i], nus[i], ds[i], ks[j], 10, 0, 0, 100 + i * 10 + j, 0};
+            config c = {nis[i], nus[i], ds[i], ks[j], 10, 0, 0, 100 + i * 10 + j, 0, 0};
             run_config(&c);
         }
     (void)state;
@@ -221,7 +228,7 @@ static void test_no_masks_whole_history(void **state)
         skip();
     static const size_t ds[] = {1, 7, 33, 1500}, nus[] = {413, 113, 777, 401};
     for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) {
-        config c = {1203, nus[i], ds[i], 20, 0, (int)(i % 2), 0, 200 + i, 60};
+        config c = {1203, nus[i], ds[i], 20, 0, i % 2 ? V4R_MASK_NONE : V4R_MASK_HISTORY, 0, 200 + i, 60, 0};
         run_config(&c);
     }
     (void)state;
@@ -234,7 +241,7 @@ static void test_candidate_subset(void **state)
     static const size_t ds[] = {1, 16, 33, 384}, ks[] = {1, 20, 50};
     for (size_t i = 0; i < sizeof ds / sizeof *ds; i++)
         for (size_t j = 0; j < sizeof ks / sizeof *ks; j++) {
-            config c = {1501, 143, ds[i], ks[j], 10, (int)(j == 1), 1, 300 + i * 10 + j, 0};
+            config c = {1501, 143, ds[i], ks[j], 10, j == 1 ? V4R_MASK_NONE : V4R_MASK_HISTORY, 1, 300 + i * 10 + j, 0, 0};
             run_config(&c);
         }
     (void)state;
@@ -247,17 +254,33 @@ static void test_tiny(void **state)
         skip();
     static const size_t nis[] = {1, 5, 16, 17, 31, 33};
     for (size_t i = 0; i < sizeof nis / sizeof *nis; i++) {
-        config c = {nis[i], 5, 3, 50, 10, 0, 0, 400 + i, 0};
+        config c = {nis[i], 5, 3, 50, 10, 0, 0, 400 + i, 0, 0};
         run_config(&c);
-        c.keep_history = 1;
+        c.mask = V4R_MASK_NONE;
         run_config(&c);
     }
     (void)state;
 }
 
+/* Every mask and profile mode, full catalog and subset: both kernels give the same lists. */
+static void test_modes(void **state)
+{
+    if (!have_avx512())
+        skip();
+    static const int masks[] = {V4R_MASK_HISTORY, V4R_MASK_PROFILE, V4R_MASK_NONE};
+    for (size_t m = 0; m < 3; m++)
+        for (int prof = 0; prof < 2; prof++)
+            for (int subset = 0; subset < 2; subset++) {
+                config c = {1203, 211, 33, 20, 5, masks[m], subset, 500 + m * 4 + (size_t)prof * 2 + (size_t)subset,
+                            30, prof ? V4R_PROFILE_MEAN : V4R_PROFILE_NORMALIZED_MEAN};
+                run_config(&c);
+            }
+    (void)state;
+}
+
 static void test_kernel_variable(void **state)
 {
-    config c = {40, 13, 5, 3, 10, 0, 0, 7, 0};
+    config c = {40, 13, 5, 3, 10, 0, 0, 7, 0, 0};
     fixture f;
     fixture_build(&f, &c);
     v4r_protocol p;
@@ -294,7 +317,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_odd_sizes),        cmocka_unit_test(test_no_masks_whole_history),
         cmocka_unit_test(test_candidate_subset), cmocka_unit_test(test_tiny),
-        cmocka_unit_test(test_kernel_variable),
+        cmocka_unit_test(test_kernel_variable), cmocka_unit_test(test_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

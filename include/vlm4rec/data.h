@@ -44,6 +44,9 @@ void v4r_split_push(v4r_split *s, int32_t user, int32_t item, int64_t ts, int ha
  * error names the file, line and field. Duplicate (user, item) pairs inside one split are an error
  * naming both lines; the same pair in two splits is allowed (a repeat purchase). */
 int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err);
+/* v4r_dataset_load that keeps repeated (user, item) lines inside a split, each in file order: for
+ * evaluations that count repeated truth lines (eval --truth-duplicates keep|idcg). */
+int v4r_dataset_load_repeats(const char *dir, v4r_dataset *ds, v4r_err *err);
 /* Reads items.tsv (header item[, title[, image]]) or users.tsv (header user) into ds, skipping
  * blank lines; a repeated id is an error naming both lines. */
 int v4r_dataset_read_items(v4r_dataset *ds, const char *path, v4r_err *err);

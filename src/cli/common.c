@@ -77,9 +77,9 @@ void v4r_opt_reset(void)
 
 char *v4r_cli_resolve(const char *dataset, const char *spec)
 {
-    static const char *const kinds[] = {"concat:", "mean:", "mean-pad:", "native:"};
+    static const char *const kinds[] = {"concat:", "mean:", "mean-pad:", "native:", "concat-raw:", "mean-raw:"};
     size_t prefix = 0;
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
         if (!strncmp(spec, kinds[i], strlen(kinds[i])))
             prefix = strlen(kinds[i]);
     char *list = v4r_strdup(spec + prefix), *out = v4r_strndup(spec, prefix);

@@ -328,7 +328,13 @@ size_t v4r_dataset_dedupe(v4r_dataset *ds)
     return dropped;
 }
 
-int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err)
+static int load_dir(const char *dir, int allow_repeats, v4r_dataset *ds, v4r_err *err);
+
+int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err) { return load_dir(dir, 0, ds, err); }
+
+int v4r_dataset_load_repeats(const char *dir, v4r_dataset *ds, v4r_err *err) { return load_dir(dir, 1, ds, err); }
+
+static int load_dir(const char *dir, int allow_repeats, v4r_dataset *ds, v4r_err *err)
 {
     v4r_dataset_init(ds);
     ds->dir = v4r_strdup(dir);
@@ -349,7 +355,7 @@ int v4r_dataset_load(const char *dir, v4r_dataset *ds, v4r_err *err)
     }
     if (!rc && ds->n_items == 0)
         rc = v4r_fail(err, V4R_EINPUT, "%s/items.tsv: no items", dir);
-    if (!rc) {
+    if (!rc && !allow_repeats) {
         char *files[V4R_NSPLITS];
         for (int s = 0; s < V4R_NSPLITS; s++) {
             char *name = v4r_sprintf("%s.tsv", split_names[s]);

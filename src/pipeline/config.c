@@ -22,7 +22,8 @@ static const section_schema schema[] = {
     {"vision", 0, "source"},
     {"fusion", 1, "kind text options covered"},
     {"model", 1, "spec group"},
-    {"protocol", 1, "covered models label history truth history_length keep_history k baseline bootstrap seed"},
+    {"protocol", 1, "covered models label history truth history_length keep_history k baseline bootstrap seed "
+                    "protocol mask profile truth_duplicates sample_users"},
     {"report", 0, "title cases case_a case_b case_k"},
 };
 enum { N_SCHEMA = sizeof schema / sizeof *schema };

@@ -67,10 +67,10 @@ static int atom(const pl_plan *p, const char *a, int line, translated *t, v4r_er
 
 static int translate(const pl_plan *p, const char *spec, int line, translated *t, v4r_err *err)
 {
-    static const char *const kinds[] = {"concat:", "mean-pad:", "mean:"};
+    static const char *const kinds[] = {"concat:", "mean-pad:", "mean:", "concat-raw:", "mean-raw:"};
     memset(t, 0, sizeof *t);
     const char *rest = spec;
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
         if (!strncmp(spec, kinds[i], strlen(kinds[i]))) {
             t->spec = v4r_strndup(kinds[i], strlen(kinds[i]) - 1);
             rest = spec + strlen(kinds[i]);
@@ -176,9 +176,17 @@ static int protocol_covered(pl_plan *p, const v4r_conf_section *s, pl_step *st, 
 
 static void protocol_options(const v4r_conf_section *s, pl_step *st)
 {
-    static const char *const opts[][2] = {{"history", "--history"}, {"truth", "--truth"},
-                                          {"history_length", "--history-length"}, {"k", "--k"},
-                                          {"bootstrap", "--bootstrap"}, {"seed", "--seed"}};
+    static const char *const opts[][2] = {{"protocol", "--protocol"},
+                                          {"history", "--history"},
+                                          {"truth", "--truth"},
+                                          {"history_length", "--history-length"},
+                                          {"mask", "--mask"},
+                                          {"profile", "--profile"},
+                                          {"truth_duplicates", "--truth-duplicates"},
+                                          {"sample_users", "--sample-users"},
+                                          {"k", "--k"},
+                                          {"bootstrap", "--bootstrap"},
+                                          {"seed", "--seed"}};
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
         if (pl_str(s, opts[i][0], NULL))
             pl_argf(st, "%s=%s", opts[i][1], pl_str(s, opts[i][0], NULL));
@@ -189,8 +197,8 @@ static void protocol_options(const v4r_conf_section *s, pl_step *st)
 /* The files of an eval spec, comma-separated (the kind: prefix dropped). Caller frees. */
 static char *spec_files(const char *spec)
 {
-    static const char *const kinds[] = {"concat:", "mean-pad:", "mean:"};
-    for (size_t i = 0; i < 3; i++)
+    static const char *const kinds[] = {"concat:", "mean-pad:", "mean:", "concat-raw:", "mean-raw:"};
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
         if (!strncmp(spec, kinds[i], strlen(kinds[i])))
             return v4r_strdup(spec + strlen(kinds[i]));
     return v4r_strdup(spec);

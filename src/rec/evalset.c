@@ -1,8 +1,31 @@
-/* The evaluated user set of a protocol: chronological histories, masks, truth sets, candidates. */
+/* The evaluated user set of a protocol: chronological histories, masks, truth sets, candidates;
+ * the protocol's names, the seeded user sample and user-id files. */
 #include "vlm4rec/rec.h"
 
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const char *const mask_names[] = {"history", "profile", "none"};
+static const char *const profile_names[] = {"normalized-mean", "mean"};
+static const char *const truth_dup_names[] = {"drop", "keep", "idcg"};
+
+static int name_index(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; name && i < n; i++)
+        if (!strcmp(names[i], name))
+            return i;
+    return -1;
+}
+
+const char *v4r_mask_name(int mask) { return mask >= 0 && mask < 3 ? mask_names[mask] : "?"; }
+const char *v4r_profile_name(int profile) { return profile >= 0 && profile < 2 ? profile_names[profile] : "?"; }
+const char *v4r_truth_dup_name(int mode) { return mode >= 0 && mode < 3 ? truth_dup_names[mode] : "?"; }
+int v4r_mask_parse(const char *name) { return name_index(mask_names, 3, name); }
+int v4r_profile_parse(const char *name) { return name_index(profile_names, 2, name); }
+int v4r_truth_dup_parse(const char *name) { return name_index(truth_dup_names, 3, name); }
 
 void v4r_protocol_defaults(v4r_protocol *p)
 {
@@ -145,11 +168,16 @@ int v4r_eval_set_build(const v4r_dataset *ds, const v4r_protocol *p, v4r_eval_se
     es->hist_off = v4r_malloc((nu + 1) * sizeof(size_t));
     es->mask_off = v4r_malloc((nu + 1) * sizeof(size_t));
     es->truth_off = v4r_malloc((nu + 1) * sizeof(size_t));
+    es->truth_lines = v4r_malloc((nu ? nu : 1) * sizeof *es->truth_lines);
     es->hist_off[0] = es->mask_off[0] = es->truth_off[0] = 0;
     int32_t *tmp = NULL;
     size_t tmp_cap = 0;
     for (size_t u = 0; u < nu; u++) {
         size_t nh = hoff[u + 1] - hoff[u], nt = toff[u + 1] - toff[u];
+        if (p->users && !p->users[u]) {
+            es->not_selected++;
+            continue;
+        }
         v4r_grow((void **)&tmp, &tmp_cap, nh + nt + 1, sizeof *tmp);
         size_t kept = 0; /* covered history, chronological */
         for (size_t i = 0; i < nh; i++)
@@ -159,6 +187,7 @@ int v4r_eval_set_build(const v4r_dataset *ds, const v4r_protocol *p, v4r_eval_se
         for (size_t i = 0; i < nt; i++)
             if (!cov || cov[truth[toff[u] + i]])
                 tmp[kept + nt_kept++] = truth[toff[u] + i];
+        size_t lines = nt_kept;
         nt_kept = sort_unique(tmp + kept, nt_kept);
         if (kept == 0) {
             es->no_history++;
@@ -169,13 +198,18 @@ int v4r_eval_set_build(const v4r_dataset *ds, const v4r_protocol *p, v4r_eval_se
             continue;
         }
         es->users[es->n_eval] = (int32_t)u;
+        es->truth_lines[es->n_eval] = lines;
         push_list(&es->hist, &cap_h, &len_h, tmp, kept);
         push_list(&es->truth, &cap_t, &len_t, tmp + kept, nt_kept);
-        if (!p->keep_history) { /* every item of the history splits, not only the last L */
+        if (p->mask == V4R_MASK_HISTORY) { /* every item of the history splits, not only the last L */
             size_t nm = 0;
             for (size_t i = 0; i < nh; i++)
                 tmp[nm++] = hist[hoff[u] + i].item;
             nm = sort_unique(tmp, nm);
+            push_list(&es->mask, &cap_m, &len_m, tmp, nm);
+        } else if (p->mask == V4R_MASK_PROFILE) { /* the profile's items: the last L covered ones */
+            size_t first = p->history_length && kept > p->history_length ? kept - p->history_length : 0;
+            size_t nm = sort_unique(memmove(tmp, tmp + first, (kept - first) * sizeof *tmp), kept - first);
             push_list(&es->mask, &cap_m, &len_m, tmp, nm);
         }
         es->n_eval++;
@@ -209,6 +243,80 @@ void v4r_eval_set_free(v4r_eval_set *es)
     free(es->hist);
     free(es->mask);
     free(es->truth);
+    free(es->truth_lines);
     free(es->candidates);
     memset(es, 0, sizeof *es);
+}
+
+void v4r_sample_users(const v4r_dataset *ds, int truth_split, double fraction, uint64_t seed, uint8_t **sel,
+                      size_t *population, size_t *size)
+{
+    size_t nu = ds->n_users, n = 0;
+    uint8_t *has = v4r_calloc(nu ? nu : 1, 1);
+    const v4r_split *sp = &ds->split[truth_split];
+    for (size_t i = 0; i < sp->n; i++)
+        has[sp->user[i]] = 1;
+    int32_t *pop = v4r_malloc((nu ? nu : 1) * sizeof *pop);
+    for (size_t u = 0; u < nu; u++)
+        if (has[u])
+            pop[n++] = (int32_t)u;
+    size_t m = (size_t)floor(fraction * (double)n + 1e-9);
+    if (m < 1)
+        m = 1;
+    if (m > n)
+        m = n;
+    v4r_rng rng;
+    v4r_rng_seed(&rng, seed);
+    memset(has, 0, nu);
+    for (size_t i = 0; i < m; i++) {
+        size_t j = i + (size_t)v4r_rng_below(&rng, n - i);
+        int32_t t = pop[i];
+        pop[i] = pop[j];
+        pop[j] = t;
+        has[pop[i]] = 1;
+    }
+    free(pop);
+    *sel = has;
+    *population = n;
+    *size = m;
+}
+
+int v4r_read_users(const v4r_dataset *ds, const char *path, uint8_t **sel, size_t *count, v4r_err *err)
+{
+    *sel = NULL;
+    *count = 0;
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return v4r_fail(err, V4R_EIO, "%s: %s", path, strerror(errno));
+    uint8_t *mask = v4r_calloc(ds->n_users ? ds->n_users : 1, 1);
+    char *line = NULL;
+    size_t cap = 0, n = 0;
+    long lineno = 0;
+    int rc = V4R_OK;
+    ssize_t len;
+    while (!rc && (len = getline(&line, &cap, fp)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (len == 0 || line[0] == '#')
+            continue;
+        int64_t u = v4r_strmap_get(&ds->user_index, line);
+        if (u < 0)
+            rc = v4r_fail(err, V4R_EINPUT, "%s:%ld: unknown user '%s'", path, lineno, line);
+        else if (!mask[u]) {
+            mask[u] = 1;
+            n++;
+        }
+    }
+    free(line);
+    fclose(fp);
+    if (!rc && n == 0)
+        rc = v4r_fail(err, V4R_EINPUT, "%s: no user ids", path);
+    if (rc) {
+        free(mask);
+        return rc;
+    }
+    *sel = mask;
+    *count = n;
+    return V4R_OK;
 }

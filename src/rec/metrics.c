@@ -25,11 +25,17 @@ static int in_sorted(const int32_t *v, size_t n, int32_t x)
 void v4r_metrics_user(const int32_t *ranked, size_t kmax, const int32_t *truth, size_t n_truth, const size_t *ks,
                       size_t nk, double *out)
 {
+    v4r_metrics_user_counts(ranked, kmax, truth, n_truth, n_truth, n_truth, ks, nk, out);
+}
+
+void v4r_metrics_user_counts(const int32_t *ranked, size_t kmax, const int32_t *truth, size_t n_truth,
+                             size_t n_recall, size_t n_ideal, const size_t *ks, size_t nk, double *out)
+{
     memset(out, 0, nk * V4R_NMETRICS * sizeof *out);
-    if (n_truth == 0)
+    if (n_truth == 0 || n_recall == 0 || n_ideal == 0)
         return;
     for (size_t k = 0; k < nk; k++) {
-        size_t K = ks[k], hits = 0, ideal = n_truth < K ? n_truth : K;
+        size_t K = ks[k], hits = 0, ideal = n_ideal < K ? n_ideal : K;
         double dcg = 0, idcg = 0, ap = 0;
         for (size_t r = 0; r < K && r < kmax; r++) {
             if (ranked[r] < 0 || !in_sorted(truth, n_truth, ranked[r]))
@@ -41,7 +47,7 @@ void v4r_metrics_user(const int32_t *ranked, size_t kmax, const int32_t *truth, 
         for (size_t r = 0; r < ideal; r++)
             idcg += 1.0 / log2((double)r + 2.0);
         double *o = out + k * V4R_NMETRICS;
-        o[V4R_M_RECALL] = (double)hits / (double)n_truth;
+        o[V4R_M_RECALL] = (double)hits / (double)n_recall;
         o[V4R_M_NDCG] = dcg / idcg;
         o[V4R_M_HIT] = hits > 0;
         o[V4R_M_PRECISION] = (double)hits / (double)K;

@@ -19,14 +19,26 @@ enum { USER_BLOCK = 256, ITEM_CHUNK = 2048 };
 void v4r_profile_rows(const int32_t *hist, size_t n_hist, size_t history_length, size_t d, v4r_row_fn row,
                       const void *ctx, float *tmp, float *out)
 {
+    v4r_profile_rows_weighted(hist, n_hist, history_length, NULL, d, row, ctx, tmp, out);
+}
+
+void v4r_profile_rows_weighted(const int32_t *hist, size_t n_hist, size_t history_length, const float *weight,
+                               size_t d, v4r_row_fn row, const void *ctx, float *tmp, float *out)
+{
     size_t first = 0;
     if (history_length && n_hist > history_length)
         first = n_hist - history_length;
     memset(out, 0, d * sizeof *out);
     for (size_t h = first; h < n_hist; h++) {
         const float *r = row(ctx, hist[h], h - first, tmp);
-        for (size_t c = 0; c < d; c++)
-            out[c] += r[c];
+        if (weight) {
+            float w = weight[hist[h]];
+            for (size_t c = 0; c < d; c++)
+                out[c] += w * r[c];
+        } else {
+            for (size_t c = 0; c < d; c++)
+                out[c] += r[c];
+        }
     }
     /* the mean's 1/n factor vanishes in the renormalization */
     double ss = 0;
@@ -115,6 +127,7 @@ typedef struct {
     const v4r_protocol *p;
     const v4r_matrix *items;
     const v4r_matrix *users; /* NULL: profiles from the histories; else row u is user u's vector */
+    const float *weight;     /* profile row weights (V4R_PROFILE_MEAN: the norms), or NULL */
     const float *cand; /* candidate rows: n_candidates x d */
     const int32_t *cand_items;
     size_t kmax;
@@ -131,8 +144,9 @@ static void rank_block(const rank_job *job, size_t u0, size_t u1, float *prof, f
         if (job->users)
             memcpy(prof + j * d, job->users->data + (size_t)es->users[u0 + j] * d, d * sizeof *prof);
         else
-            v4r_profile(es->hist + es->hist_off[u0 + j], es->hist_off[u0 + j + 1] - es->hist_off[u0 + j],
-                        job->p->history_length, job->items, prof + j * d);
+            v4r_profile_rows_weighted(es->hist + es->hist_off[u0 + j], es->hist_off[u0 + j + 1] - es->hist_off[u0 + j],
+                                      job->p->history_length, job->weight, d, row_major, job->items, NULL,
+                                      prof + j * d);
         v4r_topk_init(&t[j], es, u0 + j, heaps + j * kmax, kmax, job->cand_items);
     }
     for (size_t c0 = 0; c0 < nc_total; c0 += ITEM_CHUNK) {
@@ -147,10 +161,11 @@ static void rank_block(const rank_job *job, size_t u0, size_t u1, float *prof, f
 }
 
 static void rank_blas(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items,
-                      const v4r_matrix *users, size_t kmax, int32_t *top_items, float *top_scores)
+                      const v4r_matrix *users, const float *weight, size_t kmax, int32_t *top_items,
+                      float *top_scores)
 {
     size_t d = items->cols;
-    rank_job job = {es, p, items, users, items->data, NULL, kmax, top_items, top_scores};
+    rank_job job = {es, p, items, users, weight, items->data, NULL, kmax, top_items, top_scores};
     float *gathered = NULL;
     if (es->n_candidates != items->rows) { /* a candidate subset: gather its rows once */
         gathered = v4r_malloc(es->n_candidates * d * sizeof *gathered);
@@ -186,17 +201,26 @@ static void rank_blas(const v4r_eval_set *es, const v4r_protocol *p, const v4r_m
 int v4r_rank(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
              int32_t *top_items, float *top_scores, v4r_err *err)
 {
+    return v4r_rank_norms(es, p, items, NULL, kmax, top_items, top_scores, err);
+}
+
+int v4r_rank_norms(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, const float *norms,
+                   size_t kmax, int32_t *top_items, float *top_scores, v4r_err *err)
+{
     if (items->cols == 0 || items->rows == 0)
         return v4r_fail(err, V4R_EINPUT, "empty item vectors");
+    if (p->profile == V4R_PROFILE_MEAN && !norms)
+        return v4r_fail(err, V4R_EUSAGE, "the mean profile needs the item vectors' norms");
+    const float *weight = p->profile == V4R_PROFILE_MEAN ? norms : NULL;
     int kernel, rc = v4r_kernel_pick(&kernel, err);
     int avx512 = kernel == V4R_KERNEL_AVX512;
     if (rc)
         return rc;
     v4r_debug("ranking with the %s kernel", avx512 ? "avx512" : "blas");
     if (avx512)
-        v4r_rank_avx512(es, p, items, kmax, top_items, top_scores);
+        v4r_rank_avx512(es, p, items, weight, kmax, top_items, top_scores);
     else
-        rank_blas(es, p, items, NULL, kmax, top_items, top_scores);
+        rank_blas(es, p, items, NULL, weight, kmax, top_items, top_scores);
     return V4R_OK;
 }
 
@@ -208,6 +232,6 @@ int v4r_rank_native(const v4r_eval_set *es, const v4r_protocol *p, const v4r_mat
     if (users->cols != items->cols)
         return v4r_fail(err, V4R_EINPUT, "user vectors of %zu dimensions, item vectors of %zu", users->cols,
                         items->cols);
-    rank_blas(es, p, items, users, kmax, top_items, top_scores);
+    rank_blas(es, p, items, users, NULL, kmax, top_items, top_scores);
     return V4R_OK;
 }

@@ -274,6 +274,7 @@ static const float *block_row(const void *ctx, int32_t item, size_t h, float *tm
 typedef struct {
     const v4r_eval_set *es;
     size_t history_length, kmax, chunk; /* chunk: panels per pass, even */
+    const float *weight;                /* profile row weights (V4R_PROFILE_MEAN), or NULL */
     const panels *pk;
     const int32_t *cand_items;
     int32_t *top_items;
@@ -327,7 +328,7 @@ static void block_profiles(const job *jb, work *w, size_t u0, size_t nb, const s
             size_t n;
             const int32_t *win = window(jb->es, u0 + j, jb->history_length, &n);
             row_ctx c = {jb->pk, st, j};
-            v4r_profile_rows(win, n, 0, d, block_row, &c, w->tmp, w->row);
+            v4r_profile_rows_weighted(win, n, 0, jb->weight, d, block_row, &c, w->tmp, w->row);
             v4r_topk_init(&w->t[j], jb->es, u0 + j, w->heaps + j * jb->kmax, jb->kmax, jb->cand_items);
         } else
             memset(w->row, 0, d * sizeof *w->row);
@@ -424,8 +425,8 @@ static size_t chunk_panels(size_t d)
     return c < 2 ? 2 : c;
 }
 
-void v4r_rank_avx512(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
-                     int32_t *top_items, float *top_scores)
+void v4r_rank_avx512(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, const float *weight,
+                     size_t kmax, int32_t *top_items, float *top_scores)
 {
     if (kmax == 0 || es->n_eval == 0)
         return;
@@ -439,6 +440,7 @@ void v4r_rank_avx512(const v4r_eval_set *es, const v4r_protocol *p, const v4r_ma
               p->history_length,
               kmax,
               chunk_panels(items->cols),
+              weight,
               &pk,
               es->n_candidates != items->rows ? es->candidates : NULL,
               top_items,

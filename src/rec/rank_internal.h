@@ -92,11 +92,14 @@ typedef const float *(*v4r_row_fn)(const void *ctx, int32_t item, size_t h, floa
 /* v4r_profile over any row source; the same arithmetic, so bit-identical results. */
 void v4r_profile_rows(const int32_t *hist, size_t n_hist, size_t history_length, size_t d, v4r_row_fn row,
                       const void *ctx, float *tmp, float *out);
+/* v4r_profile_rows with each row scaled by weight[item] (NULL: 1; the norms, for V4R_PROFILE_MEAN). */
+void v4r_profile_rows_weighted(const int32_t *hist, size_t n_hist, size_t history_length, const float *weight,
+                               size_t d, v4r_row_fn row, const void *ctx, float *tmp, float *out);
 
 /* The fused AVX-512 scoring + top-K kernel, v4r_rank's contract. Call only when supported. The
  * full-catalog case reorganizes items->data in place during the call and restores it bit-exactly
  * before returning. */
-void v4r_rank_avx512(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, size_t kmax,
-                     int32_t *top_items, float *top_scores);
+void v4r_rank_avx512(const v4r_eval_set *es, const v4r_protocol *p, const v4r_matrix *items, const float *weight,
+                     size_t kmax, int32_t *top_items, float *top_scores);
 
 #endif

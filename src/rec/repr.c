@@ -1,4 +1,5 @@
-/* Item representations built from vector files: as is, concatenation, naive average. */
+/* Item representations built from vector files: as is, concatenation, naive average (of the
+ * normalized blocks, or of the blocks as they are). */
 #include "vlm4rec/rec.h"
 
 #include <math.h>
@@ -73,23 +74,29 @@ int v4r_repr_normalize(v4r_matrix *m, const uint8_t *needed, const char *source,
 
 typedef enum { COMBINE_NONE, COMBINE_CONCAT, COMBINE_MEAN, COMBINE_MEAN_PAD } combine_kind;
 
-static combine_kind parse_kind(const char **spec)
+/* The combination of a spec's prefix; *raw = 1 for the blocks as they are (concat-raw:, mean-raw:). */
+static combine_kind parse_kind(const char **spec, int *raw)
 {
     static const struct {
         const char *prefix;
         combine_kind kind;
-    } kinds[] = {{"concat:", COMBINE_CONCAT}, {"mean-pad:", COMBINE_MEAN_PAD}, {"mean:", COMBINE_MEAN}};
+        int raw;
+    } kinds[] = {{"concat:", COMBINE_CONCAT, 0}, {"mean-pad:", COMBINE_MEAN_PAD, 0}, {"mean:", COMBINE_MEAN, 0},
+                 {"concat-raw:", COMBINE_CONCAT, 1}, {"mean-raw:", COMBINE_MEAN, 1}};
+    *raw = 0;
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
         size_t n = strlen(kinds[i].prefix);
         if (!strncmp(*spec, kinds[i].prefix, n)) {
             *spec += n;
+            *raw = kinds[i].raw;
             return kinds[i].kind;
         }
     }
     return COMBINE_NONE;
 }
 
-static int combine(combine_kind kind, v4r_matrix *blocks, size_t nb, const char *spec, v4r_matrix *out, v4r_err *err)
+static int combine(combine_kind kind, int raw, v4r_matrix *blocks, size_t nb, const char *spec, v4r_matrix *out,
+                   v4r_err *err)
 {
     size_t rows = blocks[0].rows, dim = 0, maxd = 0;
     for (size_t b = 0; b < nb; b++) {
@@ -113,8 +120,9 @@ static int combine(combine_kind kind, v4r_matrix *blocks, size_t nb, const char 
         v4r_matrix *m = &blocks[b];
         if (m->rows == 0)
             continue;
-        /* blocks are normalized in place; zero rows (items without this modality) stay zero */
-        (void)normalize_rows(m, NULL);
+        /* blocks are normalized in place (unless raw); zero rows (items without this modality) stay zero */
+        if (!raw)
+            (void)normalize_rows(m, NULL);
         float w = kind == COMBINE_CONCAT ? 1.0f : 1.0f / (float)nb;
         for (size_t r = 0; r < rows; r++)
             for (size_t c = 0; c < m->cols; c++)
@@ -129,7 +137,8 @@ int v4r_repr_load(const char *spec, size_t n_items, v4r_matrix *out, v4r_err *er
 {
     memset(out, 0, sizeof *out);
     const char *rest = spec;
-    combine_kind kind = parse_kind(&rest);
+    int raw;
+    combine_kind kind = parse_kind(&rest, &raw);
     if (kind == COMBINE_NONE)
         return load_block(spec, n_items, out, err);
     char *list = v4r_strdup(rest);
@@ -145,7 +154,7 @@ int v4r_repr_load(const char *spec, size_t n_items, v4r_matrix *out, v4r_err *er
     if (!rc && nb < 2)
         rc = v4r_fail(err, V4R_EUSAGE, "%s: a combination needs at least two files, separated by commas", spec);
     if (!rc)
-        rc = combine(kind, blocks, nb, spec, out, err);
+        rc = combine(kind, raw, blocks, nb, spec, out, err);
     for (size_t b = 0; b < nb; b++)
         v4r_matrix_free(&blocks[b]);
     free(list);

@@ -41,7 +41,26 @@ static json_t *comparison_json(const v4r_eval_result *res, const v4r_model_resul
     return obj;
 }
 
-static json_t *protocol_json(const v4r_eval_result *res)
+/* The user sample: null, or how it was chosen and its user ids (dataset order). */
+static json_t *sample_json(const v4r_eval_result *res, const v4r_dataset *ds)
+{
+    const uint8_t *sel = res->opts.proto.users;
+    if (!sel)
+        return json_null();
+    json_t *ids = json_array();
+    for (size_t u = 0; u < ds->n_users; u++)
+        if (sel[u])
+            json_array_append_new(ids, json_string(ds->user_id[u]));
+    int drawn = res->sampled != NULL;
+    return json_pack("{s:o,s:o,s:o,s:o,s:I,s:o}", "fraction",
+                     drawn ? json_real(res->opts.sample_fraction) : json_null(), "seed",
+                     drawn ? json_integer((json_int_t)res->opts.seed) : json_null(), "users_file",
+                     res->users_path ? json_string(res->users_path) : json_null(), "population",
+                     drawn ? json_integer((json_int_t)res->sample_population) : json_null(), "size",
+                     (json_int_t)json_array_size(ids), "users", ids);
+}
+
+static json_t *protocol_json(const v4r_eval_result *res, const v4r_dataset *ds)
 {
     const v4r_protocol *p = &res->opts.proto;
     json_t *hist = json_array(), *ks = json_array();
@@ -50,11 +69,17 @@ static json_t *protocol_json(const v4r_eval_result *res)
             json_array_append_new(hist, json_string(v4r_split_name(s)));
     for (size_t k = 0; k < res->opts.nk; k++)
         json_array_append_new(ks, json_integer((json_int_t)res->opts.ks[k]));
-    return json_pack("{s:o,s:s,s:I,s:b,s:s,s:o,s:I,s:o}", "history", hist, "truth", v4r_split_name(p->truth_split),
-                     "history_length", (json_int_t)p->history_length, "mask_history", !p->keep_history,
-                     "candidates", p->covered ? "covered" : "all", "covered_file",
-                     res->covered_path ? json_string(res->covered_path) : json_null(), "candidate_items",
-                     (json_int_t)res->set.n_candidates, "k", ks);
+    json_t *o = json_pack("{s:o,s:s,s:I,s:b,s:s,s:o,s:I,s:o}", "history", hist, "truth",
+                          v4r_split_name(p->truth_split), "history_length", (json_int_t)p->history_length,
+                          "mask_history", p->mask != V4R_MASK_NONE, "candidates", p->covered ? "covered" : "all",
+                          "covered_file", res->covered_path ? json_string(res->covered_path) : json_null(),
+                          "candidate_items", (json_int_t)res->set.n_candidates, "k", ks);
+    json_object_set_new(o, "preset", res->opts.preset ? json_string(res->opts.preset) : json_null());
+    json_object_set_new(o, "mask", json_string(v4r_mask_name(p->mask)));
+    json_object_set_new(o, "profile", json_string(v4r_profile_name(p->profile)));
+    json_object_set_new(o, "truth_duplicates", json_string(v4r_truth_dup_name(p->truth_duplicates)));
+    json_object_set_new(o, "sample", sample_json(res, ds));
+    return o;
 }
 
 static json_t *model_json(const v4r_eval_result *res, const v4r_model_result *m)
@@ -71,13 +96,14 @@ int v4r_eval_write_json(const v4r_eval_result *res, const v4r_dataset *ds, const
     for (size_t i = 0; i < res->n_models; i++)
         json_array_append_new(models, model_json(res, &res->models[i]));
     json_t *root = json_pack(
-        "{s:s,s:s,s:{s:s,s:I,s:I,s:{s:I,s:I,s:I}},s:o,s:{s:I,s:I,s:I,s:I},s:s,s:{s:I,s:f,s:I},s:o,s:{s:f}}",
+        "{s:s,s:s,s:{s:s,s:I,s:I,s:{s:I,s:I,s:I}},s:o,s:{s:I,s:I,s:I,s:I,s:I},s:s,s:{s:I,s:f,s:I},s:o,s:{s:f}}",
         "format", "vlm4rec.eval/1", "version", V4R_VERSION, "dataset", "path", ds->dir ? ds->dir : "", "users",
         (json_int_t)ds->n_users, "items", (json_int_t)ds->n_items, "interactions", "train",
         (json_int_t)ds->split[V4R_TRAIN].n, "valid", (json_int_t)ds->split[V4R_VALID].n, "test",
-        (json_int_t)ds->split[V4R_TEST].n, "protocol", protocol_json(res), "users", "total",
+        (json_int_t)ds->split[V4R_TEST].n, "protocol", protocol_json(res, ds), "users", "total",
         (json_int_t)res->set.n_users_total, "evaluated", (json_int_t)res->set.n_eval, "no_history",
-        (json_int_t)res->set.no_history, "no_truth", (json_int_t)res->set.no_truth, "baseline",
+        (json_int_t)res->set.no_history, "no_truth", (json_int_t)res->set.no_truth, "not_sampled",
+        (json_int_t)res->set.not_selected, "baseline",
         res->models[res->baseline].name, "bootstrap", "resamples", (json_int_t)res->opts.bootstrap, "level", 0.95,
         "seed", (json_int_t)res->opts.seed, "models", models, "timing", "total_s", res->total_s);
     if (!root)
