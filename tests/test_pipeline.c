@@ -329,10 +329,10 @@ static void test_dry_run_clothing(void **state)
     char *run = v4r_path_join(dir, "run"), *ds = v4r_path_join(run, "dataset");
     assert_false(v4r_file_exists(run)); /* a dry run writes nothing */
     assert_step_command(out, "dataset", "dataset", "import");
-    /* the llava text: the semantic cache's descriptions with the released encoder's title prefix */
+    /* the llava text: the semantic cache's descriptions as they are */
     char **enc = step_argv(out, "encode.llava");
     assert_non_null(enc);
-    assert_string_equal(argv_option(enc, "--text-template"), "{title}. {description}");
+    assert_null(argv_option(enc, "--text-template")); /* the paper encodes the description alone */
     const char *vectors = argv_option(enc, "--output") ? argv_option(enc, "--output") : "";
     assert_true(strlen(vectors) > 4);
     char *covered = v4r_sprintf("%.*s.covered.txt", (int)strlen(vectors) - 4, vectors); /* encode's default */
@@ -350,9 +350,13 @@ static void test_dry_run_clothing(void **state)
     /* the protocols: covered restricts to the same list; full evaluates its seven on everything */
     assert_step_command(out, "eval.covered", "eval", NULL);
     assert_step_option(out, "eval.covered", "--covered", covered);
+    assert_step_option(out, "eval.covered", "--protocol", "paper");
+    assert_step_option(out, "eval.covered", "--truth", "test");
     assert_step_command(out, "eval.full", "eval", NULL);
     assert_step_option(out, "eval.full", "--dataset", ds);
     assert_step_option(out, "eval.full", "--covered", NULL);
+    assert_step_option(out, "eval.full", "--protocol", "paper"); /* the paper's "full test set" */
+    assert_step_option(out, "eval.full", "--truth", "test");
     assert_step_option(out, "eval.full", "--baseline", "BERT (text only)");
     char *full = v4r_sprintf("%s/results/full.json", run);
     assert_step_option(out, "eval.full", "--output", full);
@@ -376,6 +380,43 @@ static void test_dry_run_clothing(void **state)
     tu_rmtree(dir);
     free(dir);
     (void)state;
+}
+
+
+/* The released code's setup: its prompt, its encoder input, its evaluation preset and baselines. */
+static void test_dry_run_released(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir(), *conf = source_path("configs/vlm4rec-clothing-released.conf"), *out = NULL;
+    char *home = v4r_path_join(dir, "home");
+    setenv("VLM4REC_HOME", home, 1);
+    setenv("HF_HUB_OFFLINE", "1", 1);
+    int rc = tu_run(&out, "run '%s' -o '%s/run' --dry-run", conf, dir);
+    if (rc)
+        fail_msg("dry run exit %d:\n%s", rc, out);
+    assert_step_option(out, "ground", "--prompt", "script");
+    assert_step_option(out, "ground", "--max-tokens", "150");
+    char **enc = step_argv(out, "encode.llava");
+    assert_non_null(enc);
+    assert_string_equal(argv_option(enc, "--text-template"), "{title}. {description}");
+    free_words(enc);
+    assert_step_option(out, "eval.released", "--protocol", "released");
+    assert_step_option(out, "eval.released", "--covered", NULL);
+    assert_step_option(out, "eval.released-llava", "--protocol", "released");
+    char **ev = step_argv(out, "eval.released");
+    assert_non_null(ev);
+    int raw_mean = 0, raw_concat = 0;
+    for (char **a = ev; *a; a++) {
+        raw_mean += strstr(*a, "=mean-raw:") != NULL;
+        raw_concat += strstr(*a, "=concat-raw:") != NULL;
+    }
+    assert_int_equal(raw_mean, 1);
+    assert_int_equal(raw_concat, 1);
+    free_words(ev);
+    free(out);
+    free(home);
+    free(conf);
+    free(dir);
 }
 
 /* [fusion] covered (auto, no, a file) and text_template ([encoder]'s default, [text]'s own, none
@@ -422,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_default_is_shipped),
         cmocka_unit_test(test_dry_run_clothing),
+        cmocka_unit_test(test_dry_run_released),
         cmocka_unit_test(test_dry_run_keys),
         cmocka_unit_test(test_twice_and_changes),
     };
