@@ -114,12 +114,10 @@ static void build_validation(fusion_run *r)
     v4r_user_items_free(&va);
 }
 
-/* The released script's negatives of one example: k distinct candidates other than pos, uniformly
- * (np.random.choice over the other items without replacement). */
-static void draw_negatives(const fusion_run *r, int32_t pos, size_t k, int32_t *out, v4r_rng *rng)
+void v4r_released_negatives(const int32_t *cands, size_t n_cands, int32_t pos, size_t k, int32_t *out, v4r_rng *rng)
 {
-    for (size_t j = 0; j < k;) {
-        int32_t c = r->cands[v4r_rng_below(rng, r->n_cands)];
+    for (size_t j = 0; j < k;) { /* each draw uniform over the candidates not yet taken */
+        int32_t c = cands[v4r_rng_below(rng, n_cands)];
         int fresh = c != pos;
         for (size_t i = 0; i < j && fresh; i++)
             fresh = out[i] != c;
@@ -155,7 +153,7 @@ static double validation_loss_released(fusion_run *r, size_t epoch)
     for (size_t b0 = 0; b0 < r->n_va; b0 += bs, nb++) {
         size_t n = r->n_va - b0 < bs ? r->n_va - b0 : bs;
         for (size_t i = 0; i < n; i++)
-            draw_negatives(r, r->va_item[b0 + i], k, neg + i * k, &rng);
+            v4r_released_negatives(r->cands, r->n_cands, r->va_item[b0 + i], k, neg + i * k, &rng);
         sum += (double)batch_loss(r, r->va_item + b0, NULL, n, neg, k)->val[0];
     }
     v4r_ad_tape_reset(r->tape);
@@ -211,7 +209,7 @@ static size_t train_epoch(fusion_run *r, v4r_epoch_log *e, const v4r_adam *adam)
         size_t n = r->n_ex - b0 < bs ? r->n_ex - b0 : bs;
         if (r->released)
             for (size_t i = 0; i < n; i++)
-                draw_negatives(r, r->ex_item[b0 + i], nn, neg + i * nn, &rng);
+                v4r_released_negatives(r->cands, r->n_cands, r->ex_item[b0 + i], nn, neg + i * nn, &rng);
         else {
             for (size_t i = 0; i < n; i++)
                 pos[i] = other_item(&r->train, r->ex_user[b0 + i], r->ex_item[b0 + i], &rng);
