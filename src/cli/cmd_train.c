@@ -64,7 +64,7 @@ static const char *train_help =
     "  --threads N            worker threads (default: all cores); results are reproducible at a\n"
     "                         fixed thread count\n"
     "  -q, --quiet            no progress or log lines\n"
-    "A loss that stops being finite ends training with exit code 3; the best epoch so far is kept.\n";
+    "A loss that stops being finite ends training with exit code 3; the kept epoch so far is written.\n";
 
 typedef struct {
     const char *dataset, *text, *vision, *output, *covered, *schedule;
