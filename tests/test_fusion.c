@@ -14,15 +14,23 @@
 
 /* ---- the full loss against finite differences ---- */
 
+/* co-interaction: anchors with positives and 3 shared negatives; released: 2 negatives each */
+static v4r_ad_tensor *model_loss(v4r_ad_tape *t, const v4r_fusion_model *m, const float *text, const float *vision,
+                                 int released)
+{
+    static const int32_t anchor[] = {0, 3, 5, 7}, positive[] = {1, 2, 6, 7}, negative[] = {4, 8, 9};
+    static const int32_t own[] = {1, 4, 2, 9, 6, 8, 4, 0};
+    v4r_ad_tensor *tx = v4r_ad_const(t, 10, m->dim_text, text), *vx = v4r_ad_const(t, 10, m->dim_vision, vision);
+    if (released)
+        return v4r_fusion_released_loss(t, m, tx, vx, anchor, 4, own, 2, 0.5f);
+    return v4r_fusion_batch_loss(t, m, tx, vx, anchor, positive, 4, negative, 3, 0.5f);
+}
+
 static float batch_loss_value(v4r_ad_tape *t, const v4r_fusion_model *m, const float *text, const float *vision,
                               int released)
 {
-    static const int32_t anchor[] = {0, 3, 5, 7}, positive[] = {1, 2, 6, 7}, negative[] = {4, 8, 9};
     v4r_ad_tape_reset(t);
-    v4r_ad_tensor *tx = v4r_ad_const(t, 10, m->dim_text, text), *vx = v4r_ad_const(t, 10, m->dim_vision, vision);
-    return v4r_fusion_batch_loss(t, m, tx, vx, anchor, released ? NULL : positive, 4, released ? NULL : negative,
-                                 released ? 0 : 3, 0.5f)
-        ->val[0];
+    return model_loss(t, m, text, vision, released)->val[0];
 }
 
 static void check_model_grad(int kind, int released)
@@ -42,11 +50,7 @@ static void check_model_grad(int kind, int released)
                 m.params.p[p]->t.val[i] = 0.5f + 0.3f * (float)i;
     v4r_ad_tape *t = v4r_ad_tape_new();
     v4r_params_zero_grad(&m.params);
-    v4r_ad_tensor *tx = v4r_ad_const(t, 10, 5, text), *vx = v4r_ad_const(t, 10, 7, vision);
-    static const int32_t anchor[] = {0, 3, 5, 7}, positive[] = {1, 2, 6, 7}, negative[] = {4, 8, 9};
-    v4r_ad_tensor *loss = v4r_fusion_batch_loss(t, &m, tx, vx, anchor, released ? NULL : positive, 4,
-                                                released ? NULL : negative, released ? 0 : 3, 0.5f);
-    v4r_ad_backward(t, loss);
+    v4r_ad_backward(t, model_loss(t, &m, text, vision, released));
     size_t checked = 0, bad = 0;
     for (size_t p = 0; p < m.params.n; p++) {
         v4r_ad_tensor *x = &m.params.p[p]->t;
@@ -189,14 +193,16 @@ static void test_gating_and_released(void **state)
         small_opts(&o, &c, variant ? V4R_MODEL_ATTENTION : V4R_MODEL_GATING);
         o.objective = variant ? V4R_OBJ_RELEASED : V4R_OBJ_COINTERACTION;
         o.hidden = o.dim = 64;
+        if (variant)
+            o.negatives = 4;
         v4r_trained tr;
         v4r_train_log log;
         v4r_err err = {0};
         assert_int_equal(v4r_train(&c.ds, &o, &tr, &log, &err), 0);
         assert_true(log.epochs[4].train_loss < log.epochs[0].train_loss);
-        /* released: one example per item; co-interaction: one per training item of users with two */
+        /* released: one example per training interaction */
         if (variant)
-            assert_int_equal(log.train_pairs, 800);
+            assert_int_equal(log.train_pairs, c.ds.split[V4R_TRAIN].n);
         for (size_t i = 0; i < tr.n_items * tr.dim; i++)
             assert_true(isfinite(tr.items[i]));
         v4r_trained_free(&tr);

@@ -1,5 +1,5 @@
 /* `vlm4rec train` end to end: the three outputs and their shapes, `eval --native` on SMORE's user
- * vectors, and bad input (vector files of
+ * vectors, the released recipe (--objective released) and its overrides, and bad input (vector files of
  * the wrong length or with NaN, a dataset without a validation split, a learning rate that makes
  * the loss NaN, bad options) named with a non-zero exit and no output left behind. */
 #include "testutil.h"
@@ -91,6 +91,80 @@ static void test_outputs(void **state)
     rc = tu_run(&out, "eval --dataset '%s/ds' --model att='%s/att.npy' --bootstrap 0", dir, dir);
     assert_int_equal(rc, 0);
     free(out);
+    cleanup(dir);
+}
+
+static size_t npy_cols(const char *dir, const char *name)
+{
+    char *p = v4r_path_join(dir, name);
+    v4r_matrix m;
+    v4r_err err = {0};
+    assert_int_equal(v4r_npy_read(p, &m, &err), 0);
+    size_t cols = m.cols;
+    assert_int_equal(m.rows, 400);
+    v4r_matrix_free(&m);
+    free(p);
+    return cols;
+}
+
+/* --objective released: the released script's recipe (768 columns, batch 256, 4 negatives, the
+ * plateau schedule, the last epoch kept); options given before or after it override it. */
+static void test_released_recipe(void **state)
+{
+    (void)state;
+    char *dir = make_catalog(), *out = NULL;
+    const char *io = "--dataset '%s/ds' --text features/description.npy --vision features/visual.npy -o '%s/%s'";
+    char *cmd = v4r_sprintf("train attention %s --objective released --epochs 2 --no-recall --threads 1", io);
+    int rc = tu_run(&out, cmd, dir, dir, "rel.npy");
+    if (rc != 0)
+        fail_msg("train failed (%d): %s", rc, out);
+    free(out);
+    free(cmd);
+    assert_int_equal(npy_cols(dir, "rel.npy"), 768);
+    char *text = tu_read(dir, "rel.log.json");
+    json_t *log = json_loads(text, 0, NULL), *c = json_object_get(log, "config");
+    assert_string_equal(json_string_value(json_object_get(c, "objective")), "released");
+    assert_string_equal(json_string_value(json_object_get(c, "lr_schedule")), "plateau:0.5:2");
+    assert_string_equal(json_string_value(json_object_get(c, "keep")), "last");
+    assert_int_equal(json_integer_value(json_object_get(c, "batch_size")), 256);
+    assert_int_equal(json_integer_value(json_object_get(c, "negatives")), 4);
+    assert_int_equal(json_integer_value(json_object_get(c, "hidden")), 512);
+    assert_true(json_real_value(json_object_get(c, "clip")) == 1.0);
+    assert_int_equal(json_integer_value(json_object_get(log, "kept_epoch")), 2);
+    assert_int_equal(json_integer_value(json_object_get(log, "train_examples")), 1280); /* the train split's rows */
+    json_decref(log);
+    free(text);
+    /* explicit options win wherever they stand */
+    cmd = v4r_sprintf("train gating %s --dim 32 --hidden 16 --objective released --keep best --epochs 1 --no-recall "
+                      "--threads 1",
+                      io);
+    rc = tu_run(&out, cmd, dir, dir, "rel32.npy");
+    if (rc != 0)
+        fail_msg("train failed (%d): %s", rc, out);
+    free(out);
+    free(cmd);
+    assert_int_equal(npy_cols(dir, "rel32.npy"), 32);
+    text = tu_read(dir, "rel32.log.json");
+    log = json_loads(text, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(log, "config"), "keep")), "best");
+    json_decref(log);
+    free(text);
+    /* the co-interaction default is untouched */
+    cmd = v4r_sprintf("train attention %s --epochs 1 --hidden 16 --no-recall --threads 1", io);
+    rc = tu_run(&out, cmd, dir, dir, "co.npy");
+    assert_int_equal(rc, 0);
+    free(out);
+    free(cmd);
+    assert_int_equal(npy_cols(dir, "co.npy"), 512);
+    text = tu_read(dir, "co.log.json");
+    log = json_loads(text, 0, NULL);
+    c = json_object_get(log, "config");
+    assert_string_equal(json_string_value(json_object_get(c, "objective")), "cointeraction");
+    assert_string_equal(json_string_value(json_object_get(c, "lr_schedule")), "constant");
+    assert_string_equal(json_string_value(json_object_get(c, "keep")), "best");
+    assert_int_equal(json_integer_value(json_object_get(c, "negatives")), 256);
+    json_decref(log);
+    free(text);
     cleanup(dir);
 }
 
@@ -272,6 +346,18 @@ static void test_usage(void **state)
     args = v4r_sprintf("gating %s --objective other", base);
     expect_fail(dir, 2, "--objective", args);
     free(args);
+    args = v4r_sprintf("smore %s --objective released", base);
+    expect_fail(dir, 2, "--objective is for attention and gating", args);
+    free(args);
+    args = v4r_sprintf("smore %s --lr-schedule plateau", base);
+    expect_fail(dir, 2, "plateau", args);
+    free(args);
+    args = v4r_sprintf("attention %s --keep middle", base);
+    expect_fail(dir, 2, "--keep", args);
+    free(args);
+    args = v4r_sprintf("attention %s --objective released --negatives 0", base);
+    expect_fail(dir, 2, "--negatives", args);
+    free(args);
     char *out = NULL; /* an output folder that does not exist: refused before training */
     assert_int_equal(tu_run(&out, "train attention %s -o '%s/missing/x.npy'", base, dir), 4);
     assert_non_null(strstr(out, "does not exist"));
@@ -287,7 +373,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_outputs),   cmocka_unit_test(test_smore_outputs), cmocka_unit_test(test_bad_vectors), cmocka_unit_test(test_no_validation),
-        cmocka_unit_test(test_nan_loss), cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_nan_loss), cmocka_unit_test(test_usage), cmocka_unit_test(test_released_recipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

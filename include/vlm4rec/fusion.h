@@ -75,6 +75,8 @@ v4r_ad_tensor *v4r_ad_l2norm(v4r_ad_tape *t, v4r_ad_tensor *x, float eps);
 /* Along axis 0 (rows) or 1 (columns). */
 v4r_ad_tensor *v4r_ad_concat(v4r_ad_tape *t, v4r_ad_tensor *a, v4r_ad_tensor *b, int axis);
 v4r_ad_tensor *v4r_ad_slice(v4r_ad_tape *t, v4r_ad_tensor *x, int axis, size_t start, size_t len);
+/* The same values, row-major, read as rows x cols (rows x cols must equal the entries of x). */
+v4r_ad_tensor *v4r_ad_reshape(v4r_ad_tape *t, v4r_ad_tensor *x, size_t rows, size_t cols);
 /* y[i] = x[idx[i]] (idx is copied). */
 v4r_ad_tensor *v4r_ad_gather(v4r_ad_tape *t, v4r_ad_tensor *x, const int32_t *idx, size_t n);
 v4r_ad_tensor *v4r_ad_mean(v4r_ad_tape *t, v4r_ad_tensor *x);   /* of all entries: 1 x 1 */
@@ -162,19 +164,35 @@ void v4r_adam_defaults(v4r_adam *o);
 /* One step at learning rate lr (the schedule's value for this epoch) over every parameter. */
 void v4r_adam_step(v4r_params *ps, const v4r_adam *o, double lr);
 
-/* Learning rate per epoch (epochs count from 0). */
-enum { V4R_LR_CONSTANT = 0, V4R_LR_STEP, V4R_LR_EXP, V4R_LR_COSINE };
+/* Learning rate per epoch (epochs count from 0). V4R_LR_PLATEAU follows a validation loss
+ * instead (v4r_plateau below). */
+enum { V4R_LR_CONSTANT = 0, V4R_LR_STEP, V4R_LR_EXP, V4R_LR_COSINE, V4R_LR_PLATEAU };
 typedef struct {
     int kind;
-    double gamma;     /* step, exp: the factor */
-    size_t step;      /* step: epochs between decays */
+    double gamma;     /* step, exp: the factor; plateau: the factor of each reduction */
+    size_t step;      /* step: epochs between decays; plateau: the patience */
     size_t epochs;    /* cosine: the length of the decay */
     double min_ratio; /* cosine: the floor as a share of the base rate */
 } v4r_lr_schedule;
 /* "constant", "step:N:G" (x G every N epochs), "exp:G" (x G each epoch), "cosine[:MIN]" (to MIN x
- * base over the run). V4R_EUSAGE names what is wrong. */
+ * base over the run), "plateau[:G[:N]]" (x G, default 0.1, once more than N epochs, default 10,
+ * have not lowered the validation loss). V4R_EUSAGE names what is wrong. */
 int v4r_lr_parse(const char *spec, size_t epochs, v4r_lr_schedule *s, v4r_err *err);
-double v4r_lr_at(const v4r_lr_schedule *s, double base, size_t epoch);
+double v4r_lr_at(const v4r_lr_schedule *s, double base, size_t epoch); /* plateau: base */
+
+/* torch.optim.lr_scheduler.ReduceLROnPlateau(mode="min", factor, patience, threshold=1e-4,
+ * threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8), stepped once an epoch on the validation
+ * loss: a loss below best x (1 - 1e-4) is the new best; once more than patience epochs in a row
+ * have not been, the rate is multiplied by factor (kept when the change would be 1e-8 or less). */
+typedef struct {
+    double factor, threshold, min_lr, eps;
+    size_t patience, cooldown;
+    double lr, best;           /* the current rate; the best loss (infinity at first) */
+    size_t bad, cooldown_left; /* epochs in a row without a new best; cooldown epochs left */
+} v4r_plateau;
+void v4r_plateau_init(v4r_plateau *p, const v4r_lr_schedule *s, double base);
+/* One scheduler step on this epoch's loss; returns the rate of the next epoch. */
+double v4r_plateau_step(v4r_plateau *p, double loss);
 /* The schedule as v4r_lr_parse reads it ("exp:0.9991838", "constant", ...) into buf. */
 void v4r_lr_format(const v4r_lr_schedule *s, char *buf, size_t size);
 
@@ -188,8 +206,12 @@ int v4r_params_save(const v4r_params *ps, const char *path, const char *const *m
 enum { V4R_MODEL_ATTENTION = 0, V4R_MODEL_GATING = 1, V4R_MODEL_SMORE = 2 };
 /* Attention / gating objectives: InfoNCE over user co-interaction (an anchor item, another item of
  * the same user's training history as the positive, in-batch and sampled negatives), or the
- * released script's (each item its own positive; the other items of the batch the negatives). */
+ * released script's (one example per training interaction: the item against `negatives` other
+ * items drawn for it, the positive logit the normalized item with itself; v4r_released_loss). */
 enum { V4R_OBJ_COINTERACTION = 0, V4R_OBJ_RELEASED = 1 };
+/* Which weights training keeps: the best epoch's by the validation criterion, or the last epoch's
+ * (what the released script ends up saving). */
+enum { V4R_KEEP_BEST = 0, V4R_KEEP_LAST = 1 };
 
 /* text and vision rows are each projected to hidden (Linear); an MLP over the concatenated
  * projections (Linear 2h -> h, ReLU, Linear h -> 2 or h) gives two softmax weights (attention) or a
@@ -218,6 +240,17 @@ v4r_ad_tensor *v4r_infonce(v4r_ad_tape *t, v4r_ad_tensor *anchors, v4r_ad_tensor
 v4r_ad_tensor *v4r_fusion_batch_loss(v4r_ad_tape *t, const v4r_fusion_model *m, v4r_ad_tensor *text,
                                      v4r_ad_tensor *vision, const int32_t *anchor, const int32_t *positive, size_t n,
                                      const int32_t *negative, size_t n_neg, float temperature);
+/* The released script's contrastive_loss: anchors (n x d) and k negatives each (n k x d, those of
+ * anchor i in rows i k .. i k + k - 1) are L2-normalized; logits [sum(a_i a_i), a_i . n_ij] /
+ * temperature (the first is 1 / temperature up to rounding); cross-entropy with target 0, mean
+ * over the n anchors. */
+v4r_ad_tensor *v4r_released_loss(v4r_ad_tape *t, v4r_ad_tensor *anchors, v4r_ad_tensor *negatives, size_t k,
+                                 float temperature);
+/* That loss for items item[0 .. n) with k negatives each (negative[i k .. i k + k)), fused in one
+ * forward pass from the whole text and vision matrices. */
+v4r_ad_tensor *v4r_fusion_released_loss(v4r_ad_tape *t, const v4r_fusion_model *m, v4r_ad_tensor *text,
+                                        v4r_ad_tensor *vision, const int32_t *item, size_t n,
+                                        const int32_t *negative, size_t k, float temperature);
 /* The fused vectors of n items (rows of text and vision) into out (n x dim), in chunks. */
 void v4r_fusion_apply(const v4r_fusion_model *m, const float *text, const float *vision, size_t n, float *out);
 
@@ -293,7 +326,10 @@ typedef struct {
 typedef struct {
     v4r_epoch_log *epochs;
     size_t n_epochs, cap;
-    size_t best_epoch; /* 0: none */
+    size_t best_epoch; /* by the validation criterion; 0: none */
+    size_t kept_epoch; /* whose weights and vectors training returns (the best, or with
+                          V4R_KEEP_LAST the last completed); 0: none */
+    int kept_last;     /* kept_epoch is the last completed epoch, not the best */
     int diverged;      /* the loss or a gradient stopped being finite */
     size_t diverged_epoch, diverged_step;
     size_t early_stop; /* the epoch after which patience ran out; 0: trained every epoch allowed */
@@ -313,7 +349,9 @@ struct v4r_train_opts {
     size_t epochs;   /* the most epochs to train */
     size_t patience; /* stop once more than this many epochs in a row did not improve the best epoch's
                         criterion (MMRec's stopping_step); 0: train every epoch */
-    size_t batch, negatives, hidden, dim;
+    size_t batch, hidden, dim;
+    size_t negatives; /* co-interaction: sampled a batch; released: drawn for each example */
+    int keep;         /* V4R_KEEP_BEST or V4R_KEEP_LAST (attention and gating) */
     double lr, weight_decay, clip, temperature;
     int decoupled; /* weight decay as AdamW's */
     v4r_lr_schedule schedule;
@@ -329,9 +367,14 @@ struct v4r_train_opts {
 
 /* The defaults of each model (README, "Training the fusion baselines"). */
 void v4r_train_defaults(v4r_train_opts *o, int model);
+/* On top of the defaults of attention or gating: the released training script's recipe
+ * (objective released, output size 768, hidden 512, batch 256, 4 negatives an example, temperature
+ * 0.07, Adam 1e-3, clip 1.0, 15 epochs, plateau:0.5:2 on the validation loss, the last epoch's
+ * weights; docs/fusion.md). */
+void v4r_train_released_recipe(v4r_train_opts *o);
 
 typedef struct {
-    v4r_params *params; /* of the best epoch; owned by the model inside */
+    v4r_params *params; /* of the kept epoch; owned by the model inside */
     size_t n_items, dim;
     float *items; /* n_items x dim; zero rows for items outside the covered subset */
     size_t n_users;
@@ -343,9 +386,9 @@ typedef struct {
 void v4r_trained_free(v4r_trained *tr);
 
 /* Trains o->model on ds (history = train split, validation = valid split) and fills out with the
- * best epoch's weights and vectors. A loss or gradient that stops being finite ends training:
- * V4R_EINPUT saying where, with out filled from the best epoch when there was one
- * (log->best_epoch > 0). */
+ * kept epoch's weights and vectors (the best, or the last with V4R_KEEP_LAST). A loss or gradient
+ * that stops being finite ends training: V4R_EINPUT saying where, with out filled from the kept
+ * epoch when there was one (log->kept_epoch > 0). */
 int v4r_train(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, v4r_train_log *log, v4r_err *err);
 
 #endif

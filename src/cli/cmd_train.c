@@ -26,21 +26,30 @@ static const char *train_help =
     "  --covered FILE         train and validate on the covered items only (ids, one a line); the\n"
     "                         other items get zero rows\n"
     "  --objective O          attention, gating: cointeraction (default: InfoNCE, the positive another\n"
-    "                         item of the anchor's user) or released (each item its own positive)\n"
+    "                         item of the anchor's user) or released: the released training script's\n"
+    "                         recipe (each training interaction against 4 negatives drawn for it; sets\n"
+    "                         --dim 768 --hidden 512 --batch-size 256 --negatives 4 --temperature 0.07\n"
+    "                         --lr 0.001 --clip 1.0 --epochs 15 --patience 0 --lr-schedule plateau:0.5:2\n"
+    "                         --keep last, which explicit options override)\n"
     "  --epochs N             the most epochs (default 15; smore 1000)\n"
     "  --patience N           stop once more than N epochs in a row have not improved the best\n"
     "                         epoch (validation loss; smore: its own validation Recall@20); 0 = train\n"
     "                         every epoch (default 0; smore 20)\n"
     "  --batch-size N         default 256 (smore 2048)\n"
     "  --lr X                 Adam's learning rate (default 0.001)\n"
-    "  --lr-schedule S        constant (default), exp:G, step:N:G or cosine[:MIN] (smore default\n"
-    "                         exp:0.99918382, x 0.96 every 50 epochs)\n"
+    "  --lr-schedule S        constant (default), exp:G, step:N:G, cosine[:MIN] or, for attention and\n"
+    "                         gating, plateau[:G[:N]] (x G once more than N epochs in a row have not\n"
+    "                         lowered the validation loss: ReduceLROnPlateau, default 0.1 and 10)\n"
+    "                         (smore default exp:0.99918382, x 0.96 every 50 epochs)\n"
+    "  --keep best|last       attention, gating: write the best epoch's weights by validation loss\n"
+    "                         (default) or the last epoch's (released)\n"
     "  --weight-decay X       L2 penalty added to the gradient (default 0)\n"
     "  --adamw                decoupled weight decay (AdamW) instead\n"
     "  --clip X               gradient norm clipping (default 1.0; smore 0 = none)\n"
     "  --hidden N             attention, gating: projection size (default 512)\n"
     "  --dim N                output size (default 512; smore 64)\n"
-    "  --negatives N          attention, gating: sampled negatives a batch besides in-batch (default 256)\n"
+    "  --negatives N          attention, gating: sampled negatives a batch besides in-batch (default\n"
+    "                         256); released: negatives drawn for each example (4)\n"
     "  --temperature X        attention, gating: InfoNCE temperature (default 0.07)\n"
     "  --knn K                smore: neighbours in both item-item graphs (default 10)\n"
     "  --knn-image K          smore: neighbours in the vision graph only\n"
@@ -55,7 +64,7 @@ static const char *train_help =
     "  --threads N            worker threads (default: all cores); results are reproducible at a\n"
     "                         fixed thread count\n"
     "  -q, --quiet            no progress or log lines\n"
-    "A loss that stops being finite ends training with exit code 3; the best epoch so far is kept.\n";
+    "A loss that stops being finite ends training with exit code 3; the kept epoch so far is written.\n";
 
 typedef struct {
     const char *dataset, *text, *vision, *output, *covered, *schedule;
@@ -92,13 +101,11 @@ static int parse_option(int c, train_args *a)
     case 'v': a->vision = optarg; return 0;
     case 'o': a->output = optarg; return 0;
     case 'c': a->covered = optarg; return 0;
-    case 'J':
-        if (!strcmp(optarg, "cointeraction"))
-            o->objective = V4R_OBJ_COINTERACTION;
-        else if (!strcmp(optarg, "released"))
-            o->objective = V4R_OBJ_RELEASED;
-        else
-            return v4r_cli_usage_error("train", "--objective must be cointeraction or released, not '%s'", optarg);
+    case 'J': return 0; /* read before the other options (parse_objective) */
+    case 'E':
+        if (strcmp(optarg, "best") && strcmp(optarg, "last"))
+            return v4r_cli_usage_error("train", "--keep must be best or last, not '%s'", optarg);
+        o->keep = strcmp(optarg, "last") ? V4R_KEEP_BEST : V4R_KEEP_LAST;
         return 0;
     case 'e': return positive_size("epochs", optarg, &o->epochs);
     case 'P': return v4r_opt_size("train", "patience", optarg, &o->patience);
@@ -153,10 +160,38 @@ static int check_args(train_args *a)
         return v4r_cli_usage_error("train", "--temperature must be positive");
     if (!(o->cl_temperature > 0) && o->model == V4R_MODEL_SMORE)
         return v4r_cli_usage_error("train", "--cl-temperature must be positive");
+    if (o->objective == V4R_OBJ_RELEASED && o->negatives == 0)
+        return v4r_cli_usage_error("train", "--objective released needs --negatives of at least 1");
     v4r_err err = {0};
     if (a->schedule && v4r_lr_parse(a->schedule, o->epochs, &a->o.schedule, &err))
         return v4r_cli_usage_error("train", "--lr-schedule: %s", err.msg);
     a->o.schedule.epochs = o->epochs;
+    if (o->model == V4R_MODEL_SMORE && (o->schedule.kind == V4R_LR_PLATEAU || o->keep != V4R_KEEP_BEST))
+        return v4r_cli_usage_error("train", "--lr-schedule plateau and --keep are for attention and gating");
+    return 0;
+}
+
+/* --objective first, wherever it stands: the released recipe sets defaults that the other options
+ * then override. */
+static int parse_objective(int argc, char **argv, const struct option *opts, train_args *a)
+{
+    int c, objective = V4R_OBJ_COINTERACTION;
+    v4r_opt_reset();
+    opterr = 0; /* the second pass reports bad options */
+    while ((c = getopt_long(argc - 1, argv + 1, "o:qh", opts, NULL)) != -1) {
+        if (c != 'J')
+            continue;
+        if (!strcmp(optarg, "cointeraction"))
+            objective = V4R_OBJ_COINTERACTION;
+        else if (!strcmp(optarg, "released"))
+            objective = V4R_OBJ_RELEASED;
+        else
+            return v4r_cli_usage_error("train", "--objective must be cointeraction or released, not '%s'", optarg);
+    }
+    if (objective == V4R_OBJ_RELEASED && a->o.model == V4R_MODEL_SMORE)
+        return v4r_cli_usage_error("train", "--objective is for attention and gating");
+    if (objective == V4R_OBJ_RELEASED)
+        v4r_train_released_recipe(&a->o);
     return 0;
 }
 
@@ -178,7 +213,8 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"cl-weight", required_argument, 0, 'g'},   {"cl-temperature", required_argument, 0, 'G'},
         {"no-recall", no_argument, 0, 'R'},         {"seed", required_argument, 0, 's'},
         {"threads", required_argument, 0, 'j'},     {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+        {"keep", required_argument, 0, 'E'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(train_help, stdout);
         return -1;
@@ -190,6 +226,9 @@ static int parse_args(int argc, char **argv, train_args *a)
         return rc;
     v4r_train_defaults(&a->o, model);
     a->threads = omp_get_max_threads();
+    rc = parse_objective(argc, argv, opts, a);
+    if (rc)
+        return rc;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc - 1, argv + 1, "o:qh", opts, NULL)) != -1)
         rc = parse_option(c, a);
@@ -241,6 +280,7 @@ static json_t *config_json(const train_args *a)
         json_object_set_new(c, "hidden", json_integer((json_int_t)o->hidden));
         json_object_set_new(c, "negatives", json_integer((json_int_t)o->negatives));
         json_object_set_new(c, "temperature", num(o->temperature));
+        json_object_set_new(c, "keep", json_string(o->keep == V4R_KEEP_LAST ? "last" : "best"));
     }
     return c;
 }
@@ -271,15 +311,17 @@ static int write_log(const train_run *run, const v4r_train_log *log, int done, v
     if (log->diverged)
         stopped = json_pack("{s:s, s:I, s:I}", "reason", run->stop_reason ? run->stop_reason : "not finite", "epoch",
                             (json_int_t)log->diverged_epoch, "step", (json_int_t)log->diverged_step);
-    json_t *outputs = json_pack("{s:o, s:o, s:o}", "items", str_or_null(log->best_epoch && done ? run->items : NULL),
-                                "weights", str_or_null(log->best_epoch && done ? run->weights : NULL), "users",
-                                str_or_null(log->best_epoch && done ? run->users : NULL));
+    int wrote = log->kept_epoch && done;
+    json_t *outputs = json_pack("{s:o, s:o, s:o}", "items", str_or_null(wrote ? run->items : NULL), "weights",
+                                str_or_null(wrote ? run->weights : NULL), "users", str_or_null(wrote ? run->users : NULL));
     json_t *root = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:o, s:o, s:b, s:o, s:o}", "format", "vlm4rec.train/1", "version",
         V4R_VERSION, "model", names[a->o.model], "dataset", a->dataset, "text", a->text, "vision", a->vision, "covered",
         str_or_null(a->covered), "config", config_json(a), "train_examples", (json_int_t)log->train_pairs, "epochs",
         epochs_json(log), "best_epoch", log->best_epoch ? json_integer((json_int_t)log->best_epoch) : json_null(),
         "complete", done && !log->diverged, "stopped", stopped, "outputs", outputs);
+    json_object_set_new(root, "kept_epoch", /* whose weights and vectors the outputs hold */
+                        log->kept_epoch ? json_integer((json_int_t)log->kept_epoch) : json_null());
     json_object_set_new(root, "early_stop", /* the epoch after which patience ran out */
                         log->early_stop ? json_integer((json_int_t)log->early_stop) : json_null());
     json_object_set_new(root, "timing",
@@ -309,16 +351,17 @@ static int write_outputs(const train_run *run, const v4r_trained *tr, const v4r_
 {
     static const char *const names[] = {"attention", "gating", "smore"};
     const train_args *a = run->a;
-    char epochs[32], best[32];
+    char epochs[32], best[32], kept[32];
     snprintf(epochs, sizeof epochs, "%zu", log->n_epochs);
     snprintf(best, sizeof best, "%zu", log->best_epoch);
+    snprintf(kept, sizeof kept, "%zu", log->kept_epoch);
     const char *meta[] = {"format", "pt", "vlm4rec.model", names[a->o.model], "vlm4rec.version", V4R_VERSION,
-                          "vlm4rec.epochs", epochs, "vlm4rec.best_epoch", best};
+                          "vlm4rec.epochs", epochs, "vlm4rec.best_epoch", best, "vlm4rec.kept_epoch", kept};
     int rc = v4r_npy_write(run->items, tr->items, tr->n_items, tr->dim, err);
     if (!rc && tr->users)
         rc = v4r_npy_write(run->users, tr->users, tr->n_users, tr->dim, err);
     if (!rc)
-        rc = v4r_params_save(tr->params, run->weights, meta, 5, err);
+        rc = v4r_params_save(tr->params, run->weights, meta, 6, err);
     return rc;
 }
 
@@ -376,14 +419,14 @@ static int run_train(train_run *run, v4r_err *err)
         if (rc && log.diverged)
             run->stop_reason = err->msg;
         v4r_err werr = {0};
-        int wrc = log.best_epoch ? write_outputs(run, &tr, &log, &werr) : V4R_OK;
+        int wrc = log.kept_epoch ? write_outputs(run, &tr, &log, &werr) : V4R_OK;
         if (!wrc && log.n_epochs + log.train_pairs)
             wrc = write_log(run, &log, 1, &werr);
         if (wrc && !rc)
             rc = wrc, *err = werr;
         if (!rc)
-            v4r_info("best epoch %zu of %zu; wrote %s, %s and %s", log.best_epoch, log.n_epochs, run->items,
-                     run->weights, run->log);
+            v4r_info("best epoch %zu of %zu%s; wrote %s, %s and %s", log.best_epoch, log.n_epochs,
+                     log.kept_last ? " (kept the last)" : "", run->items, run->weights, run->log);
     }
     v4r_trained_free(&tr);
     v4r_train_log_free(&log);

@@ -1,5 +1,5 @@
-/* Attention and gating fusion: parameters, the forward pass, the InfoNCE loss of a batch, and the
- * fused vectors of a whole catalog. */
+/* Attention and gating fusion: parameters, the forward pass, the InfoNCE loss of a batch, the
+ * released script's contrastive loss, and the fused vectors of a whole catalog. */
 #include "ad_internal.h"
 
 #include <stdlib.h>
@@ -86,17 +86,46 @@ v4r_ad_tensor *v4r_fusion_batch_loss(v4r_ad_tape *t, const v4r_fusion_model *m, 
                                      const int32_t *negative, size_t n_neg, float temperature)
 {
     /* one forward pass over anchors, positives and negatives together */
-    size_t rows = (positive ? 2 * n : n) + n_neg;
+    size_t rows = 2 * n + n_neg;
     int32_t *idx = v4r_ad_alloc(t, rows * sizeof *idx);
     memcpy(idx, anchor, n * sizeof *idx);
-    if (positive)
-        memcpy(idx + n, positive, n * sizeof *idx);
+    memcpy(idx + n, positive, n * sizeof *idx);
     if (n_neg)
         memcpy(idx + rows - n_neg, negative, n_neg * sizeof *idx);
     v4r_ad_tensor *z = v4r_fusion_forward(t, m, v4r_ad_gather(t, text, idx, rows), v4r_ad_gather(t, vision, idx, rows));
     v4r_ad_tensor *anchors = v4r_ad_slice(t, z, 0, 0, n);
-    v4r_ad_tensor *cands = positive ? v4r_ad_slice(t, z, 0, n, rows - n) : z; /* released: each its own positive */
-    return v4r_infonce(t, anchors, cands, temperature);
+    return v4r_infonce(t, anchors, v4r_ad_slice(t, z, 0, n, rows - n), temperature);
+}
+
+v4r_ad_tensor *v4r_released_loss(v4r_ad_tape *t, v4r_ad_tensor *anchors, v4r_ad_tensor *negatives, size_t k,
+                                 float temperature)
+{
+    size_t n = anchors->rows;
+    v4r_ad_check(negatives->rows == n * k && k > 0, "released loss (k negatives an anchor)", anchors, negatives);
+    v4r_ad_tensor *a = v4r_ad_l2norm(t, anchors, 1e-12f), *b = v4r_ad_l2norm(t, negatives, 1e-12f);
+    float inv_t = 1.0f / temperature;
+    /* the positive logit: the normalized anchor with itself, as the released code computes it */
+    v4r_ad_tensor *pos = v4r_ad_scale(t, v4r_ad_rowsum(t, v4r_ad_mul(t, a, a)), inv_t);
+    int32_t *rep = v4r_ad_alloc(t, n * k * sizeof *rep);
+    for (size_t i = 0; i < n * k; i++)
+        rep[i] = (int32_t)(i / k);
+    v4r_ad_tensor *dots = v4r_ad_rowsum(t, v4r_ad_mul(t, v4r_ad_gather(t, a, rep, n * k), b));
+    v4r_ad_tensor *neg = v4r_ad_scale(t, v4r_ad_reshape(t, dots, n, k), inv_t);
+    int32_t *target = v4r_ad_alloc(t, n * sizeof *target);
+    memset(target, 0, n * sizeof *target);
+    return v4r_ad_xent(t, v4r_ad_concat(t, pos, neg, 1), target);
+}
+
+v4r_ad_tensor *v4r_fusion_released_loss(v4r_ad_tape *t, const v4r_fusion_model *m, v4r_ad_tensor *text,
+                                        v4r_ad_tensor *vision, const int32_t *item, size_t n,
+                                        const int32_t *negative, size_t k, float temperature)
+{
+    size_t rows = n + n * k; /* one forward pass: the items, then their negatives */
+    int32_t *idx = v4r_ad_alloc(t, rows * sizeof *idx);
+    memcpy(idx, item, n * sizeof *idx);
+    memcpy(idx + n, negative, n * k * sizeof *idx);
+    v4r_ad_tensor *z = v4r_fusion_forward(t, m, v4r_ad_gather(t, text, idx, rows), v4r_ad_gather(t, vision, idx, rows));
+    return v4r_released_loss(t, v4r_ad_slice(t, z, 0, 0, n), v4r_ad_slice(t, z, 0, n, n * k), k, temperature);
 }
 
 void v4r_fusion_apply(const v4r_fusion_model *m, const float *text, const float *vision, size_t n, float *out)

@@ -1,5 +1,5 @@
 /* Autodiff operations on whole matrices: products (cblas_sgemm), linear layers, broadcasting add /
- * sub / mul, scaling, concatenation and slices, row gathers and sums. */
+ * sub / mul, scaling, concatenation, slices and reshapes, row gathers and sums. */
 #include "ad_internal.h"
 
 #include <cblas.h>
@@ -251,6 +251,22 @@ v4r_ad_tensor *v4r_ad_slice(v4r_ad_tape *tape, v4r_ad_tensor *x, int axis, size_
         memcpy(t->val, x->val + start * x->cols, rows * cols * sizeof(float));
     else
         copy_cols(t->val, cols, 0, x->val, x->cols, start, rows, len, 0);
+    return t;
+}
+
+/* The same values read as rows x cols (row-major order unchanged). */
+static void reshape_backward(v4r_ad_tape *tape, v4r_ad_tensor *t)
+{
+    float *g = v4r_ad_grad(tape, t->in[0]);
+    for (size_t i = 0; i < t->rows * t->cols; i++)
+        g[i] += t->grad[i];
+}
+
+v4r_ad_tensor *v4r_ad_reshape(v4r_ad_tape *tape, v4r_ad_tensor *x, size_t rows, size_t cols)
+{
+    v4r_ad_check(rows * cols == x->rows * x->cols, "reshape", x, NULL);
+    v4r_ad_tensor *t = v4r_ad_node(tape, rows, cols, reshape_backward, x, NULL, NULL);
+    memcpy(t->val, x->val, rows * cols * sizeof(float));
     return t;
 }
 

@@ -1,5 +1,5 @@
-/* Adam (torch.optim.Adam's update, with L2 or decoupled weight decay) and the learning-rate
- * schedules. */
+/* Adam (torch.optim.Adam's update, with L2 or decoupled weight decay), the learning-rate
+ * schedules and ReduceLROnPlateau. */
 #include "ad_internal.h"
 #include "../kernels/vmath_avx2.h"
 
@@ -80,6 +80,19 @@ static int parse_factor(const char *s, double *out)
     return v4r_parse_f64(s, out) == 0 && isfinite(*out) && *out > 0 ? 0 : -1;
 }
 
+/* plateau[:G[:N]]: torch's defaults factor 0.1 and patience 10 for what is left out. */
+static int parse_plateau(const char *factor, const char *patience, v4r_lr_schedule *s)
+{
+    int64_t n = 10;
+    s->gamma = 0.1;
+    if (factor && (parse_factor(factor, &s->gamma) || !(s->gamma < 1)))
+        return -1;
+    if (patience && (v4r_parse_i64(patience, &n) || n < 0))
+        return -1;
+    s->step = (size_t)n;
+    return 0;
+}
+
 int v4r_lr_parse(const char *spec, size_t epochs, v4r_lr_schedule *s, v4r_err *err)
 {
     memset(s, 0, sizeof *s);
@@ -97,13 +110,15 @@ int v4r_lr_parse(const char *spec, size_t epochs, v4r_lr_schedule *s, v4r_err *e
         s->kind = V4R_LR_EXP;
     else if (!strcmp(copy, "step") && arg && arg2 && !v4r_parse_i64(arg, &n) && n > 0 && !parse_factor(arg2, &s->gamma))
         s->kind = V4R_LR_STEP, s->step = (size_t)n;
+    else if (!strcmp(copy, "plateau") && parse_plateau(arg, arg2, s) == 0)
+        s->kind = V4R_LR_PLATEAU;
     else if (!strcmp(copy, "cosine") && (!arg || (!arg2 && !v4r_parse_f64(arg, &s->min_ratio) && s->min_ratio >= 0 &&
                                                   s->min_ratio <= 1)))
         s->kind = V4R_LR_COSINE;
     else
         rc = v4r_fail(err, V4R_EUSAGE,
-                      "learning-rate schedule '%s': expected constant, exp:G, step:N:G or cosine[:MIN] (G > 0, N >= 1, "
-                      "0 <= MIN <= 1)",
+                      "learning-rate schedule '%s': expected constant, exp:G, step:N:G, cosine[:MIN] or "
+                      "plateau[:G[:N]] (G > 0, plateau G < 1, N >= 1, plateau N >= 0, 0 <= MIN <= 1)",
                       spec);
     free(copy);
     return rc;
@@ -129,6 +144,45 @@ void v4r_lr_format(const v4r_lr_schedule *s, char *buf, size_t size)
     case V4R_LR_EXP: snprintf(buf, size, "exp:%.9g", s->gamma); break;
     case V4R_LR_STEP: snprintf(buf, size, "step:%zu:%.9g", s->step, s->gamma); break;
     case V4R_LR_COSINE: snprintf(buf, size, "cosine:%.9g", s->min_ratio); break;
+    case V4R_LR_PLATEAU: snprintf(buf, size, "plateau:%.9g:%zu", s->gamma, s->step); break;
     default: snprintf(buf, size, "constant");
     }
+}
+
+/* ---- ReduceLROnPlateau ---- */
+
+void v4r_plateau_init(v4r_plateau *p, const v4r_lr_schedule *s, double base)
+{
+    memset(p, 0, sizeof *p);
+    p->factor = s->gamma;
+    p->patience = s->step;
+    p->threshold = 1e-4;
+    p->min_lr = 0;
+    p->eps = 1e-8;
+    p->cooldown = 0;
+    p->lr = base;
+    p->best = INFINITY;
+}
+
+/* ReduceLROnPlateau.step with mode "min", threshold_mode "rel", in its order. */
+double v4r_plateau_step(v4r_plateau *p, double loss)
+{
+    if (loss < p->best * (1.0 - p->threshold)) {
+        p->best = loss;
+        p->bad = 0;
+    } else {
+        p->bad++;
+    }
+    if (p->cooldown_left > 0) {
+        p->cooldown_left--;
+        p->bad = 0;
+    }
+    if (p->bad > p->patience) {
+        double reduced = fmax(p->lr * p->factor, p->min_lr);
+        if (p->lr - reduced > p->eps)
+            p->lr = reduced;
+        p->cooldown_left = p->cooldown;
+        p->bad = 0;
+    }
+    return p->lr;
 }

@@ -1,4 +1,4 @@
-/* What the trainers share: defaults, per-user item lists, candidate items, validation Recall@20
+/* What the trainers share: defaults and the released recipe, per-user item lists, candidate items, validation Recall@20
  * (the shared retriever, and SMORE's own scores), the epoch log, and the v4r_train dispatch. */
 #include "train_internal.h"
 #include "ad_internal.h"
@@ -43,6 +43,28 @@ void v4r_train_defaults(v4r_train_opts *o, int model)
         o->clip = 1.0;
         o->temperature = 0.07;
     }
+    o->schedule.epochs = o->epochs;
+}
+
+void v4r_train_released_recipe(v4r_train_opts *o)
+{
+    o->objective = V4R_OBJ_RELEASED;
+    o->hidden = 512;
+    o->dim = 768;
+    o->batch = 256;
+    o->negatives = 4;
+    o->temperature = 0.07;
+    o->lr = 1e-3;
+    o->weight_decay = 0;
+    o->decoupled = 0;
+    o->clip = 1.0;
+    o->epochs = 15;
+    o->patience = 0;
+    o->keep = V4R_KEEP_LAST;
+    memset(&o->schedule, 0, sizeof o->schedule);
+    o->schedule.kind = V4R_LR_PLATEAU; /* ReduceLROnPlateau(mode="min", factor=0.5, patience=2) */
+    o->schedule.gamma = 0.5;
+    o->schedule.step = 2;
     o->schedule.epochs = o->epochs;
 }
 
@@ -204,6 +226,11 @@ int v4r_train_diverged(v4r_train_log *log, size_t epoch, size_t step, const char
     log->diverged = 1;
     log->diverged_epoch = epoch;
     log->diverged_step = step;
+    if (log->kept_last && log->kept_epoch)
+        return v4r_fail(err, V4R_EINPUT,
+                        "training stopped at epoch %zu, step %zu: the %s is not finite (try a lower --lr or --clip); kept "
+                        "epoch %zu, the last completed",
+                        epoch, step, what, log->kept_epoch);
     if (log->best_epoch)
         return v4r_fail(err, V4R_EINPUT,
                         "training stopped at epoch %zu, step %zu: the %s is not finite (try a lower --lr or --clip); kept "
@@ -241,10 +268,18 @@ int v4r_train(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, 
     int smore = o->model == V4R_MODEL_SMORE;
     if (!(o->lr > 0) || !(smore ? o->cl_temperature > 0 : o->temperature > 0) || o->clip < 0 || o->weight_decay < 0)
         return v4r_fail(err, V4R_EUSAGE, "the learning rate and temperature must be positive, clip and decay >= 0");
+    if (smore && (o->objective != V4R_OBJ_COINTERACTION || o->keep != V4R_KEEP_BEST || o->schedule.kind == V4R_LR_PLATEAU))
+        return v4r_fail(err, V4R_EUSAGE, "the released objective, keeping the last epoch and the plateau schedule are "
+                                         "for attention and gating");
+    if (o->objective == V4R_OBJ_RELEASED && !o->negatives)
+        return v4r_fail(err, V4R_EUSAGE, "the released objective needs at least one negative an example");
     if (o->model == V4R_MODEL_ATTENTION || o->model == V4R_MODEL_GATING)
         return v4r_train_fusion(ds, o, out, log, err);
-    if (o->model == V4R_MODEL_SMORE)
-        return v4r_train_smore(ds, o, out, log, err);
+    if (o->model == V4R_MODEL_SMORE) {
+        int rc = v4r_train_smore(ds, o, out, log, err);
+        log->kept_epoch = log->best_epoch; /* SMORE keeps its best epoch */
+        return rc;
+    }
     return v4r_fail(err, V4R_EUSAGE, "unknown model %d", o->model);
 }
 

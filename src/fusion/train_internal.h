@@ -62,6 +62,10 @@ int v4r_patience_out(v4r_train_log *log, size_t patience);
 int v4r_train_diverged(v4r_train_log *log, size_t epoch, size_t step, const char *what, const char *criterion,
                        v4r_err *err);
 
+/* The released script's negatives of one example: k distinct items of cands (n_cands > k) other
+ * than pos, uniformly (np.random.choice over the other items, replace=False). */
+void v4r_released_negatives(const int32_t *cands, size_t n_cands, int32_t pos, size_t k, int32_t *out, v4r_rng *rng);
+
 int v4r_train_fusion(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, v4r_train_log *log,
                      v4r_err *err);
 int v4r_train_smore(const v4r_dataset *ds, const v4r_train_opts *o, v4r_trained *out, v4r_train_log *log,
