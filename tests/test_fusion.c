@@ -91,39 +91,7 @@ static void test_grad_gating(void **state)
 
 /* ---- training on the synthetic catalog ---- */
 
-typedef struct {
-    char *dir;
-    v4r_dataset ds;
-    v4r_matrix desc, visual;
-} catalog;
-
-static void catalog_make(catalog *c, size_t users, size_t items, size_t interactions)
-{
-    c->dir = tu_tmpdir();
-    v4r_synth_opts so;
-    v4r_synth_defaults(&so);
-    so.users = users, so.items = items, so.interactions = interactions;
-    v4r_err err = {0};
-    assert_int_equal(v4r_synth(c->dir, &so, &err), 0);
-    assert_int_equal(v4r_dataset_load(c->dir, &c->ds, &err), 0);
-    char *p = v4r_path_join(c->dir, "features/description.npy");
-    assert_int_equal(v4r_npy_read(p, &c->desc, &err), 0);
-    free(p);
-    p = v4r_path_join(c->dir, "features/visual.npy");
-    assert_int_equal(v4r_npy_read(p, &c->visual, &err), 0);
-    free(p);
-}
-
-static void catalog_free(catalog *c)
-{
-    v4r_dataset_free(&c->ds);
-    v4r_matrix_free(&c->desc);
-    v4r_matrix_free(&c->visual);
-    tu_rmtree(c->dir);
-    free(c->dir);
-}
-
-static void small_opts(v4r_train_opts *o, const catalog *c, int kind)
+static void small_opts(v4r_train_opts *o, const tu_catalog *c, int kind)
 {
     v4r_train_defaults(o, kind);
     o->text = c->desc.data, o->dim_text = c->desc.cols;
@@ -136,7 +104,7 @@ static void small_opts(v4r_train_opts *o, const catalog *c, int kind)
 }
 
 /* validation Recall@20 of a representation spec through the library's evaluation */
-static double valid_recall20(const catalog *c, const char *spec)
+static double valid_recall20(const tu_catalog *c, const char *spec)
 {
     v4r_eval_opts eo;
     v4r_eval_opts_defaults(&eo);
@@ -153,8 +121,8 @@ static double valid_recall20(const catalog *c, const char *spec)
 static void test_attention_beats_concat(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 1000, 2000, 10000);
+    tu_catalog c;
+    tu_catalog_make(&c, 1000, 2000, 10000);
     v4r_train_opts o;
     small_opts(&o, &c, V4R_MODEL_ATTENTION);
     o.valid_recall = 1;
@@ -180,14 +148,14 @@ static void test_attention_beats_concat(void **state)
     free(path);
     v4r_trained_free(&tr);
     v4r_train_log_free(&log);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 static void test_gating_and_released(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 400, 800, 4000);
+    tu_catalog c;
+    tu_catalog_make(&c, 400, 800, 4000);
     for (int variant = 0; variant < 2; variant++) {
         v4r_train_opts o;
         small_opts(&o, &c, variant ? V4R_MODEL_ATTENTION : V4R_MODEL_GATING);
@@ -208,14 +176,14 @@ static void test_gating_and_released(void **state)
         v4r_trained_free(&tr);
         v4r_train_log_free(&log);
     }
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 static void test_deterministic_and_covered(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 300, 600, 3000);
+    tu_catalog c;
+    tu_catalog_make(&c, 300, 600, 3000);
     v4r_train_opts o;
     small_opts(&o, &c, V4R_MODEL_ATTENTION);
     o.hidden = o.dim = 32;
@@ -246,7 +214,7 @@ static void test_deterministic_and_covered(void **state)
     v4r_trained_free(&a);
     v4r_train_log_free(&la);
     free(cov);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 /* After epoch 1, a weight turns NaN: training stops in epoch 2 and keeps epoch 1. */
@@ -261,8 +229,8 @@ static void poison_after_first(void *ctx, const v4r_train_log *log, v4r_params *
 static void test_nan_keeps_best(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 300, 600, 3000);
+    tu_catalog c;
+    tu_catalog_make(&c, 300, 600, 3000);
     v4r_train_opts o;
     small_opts(&o, &c, V4R_MODEL_ATTENTION);
     o.hidden = o.dim = 32;
@@ -291,14 +259,14 @@ static void test_nan_keeps_best(void **state)
     assert_int_equal(log.best_epoch, 0);
     v4r_trained_free(&tr);
     v4r_train_log_free(&log);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 static void test_no_validation_split(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 100, 200, 1000);
+    tu_catalog c;
+    tu_catalog_make(&c, 100, 200, 1000);
     c.ds.split[V4R_VALID].n = 0;
     v4r_train_opts o;
     small_opts(&o, &c, V4R_MODEL_GATING);
@@ -309,7 +277,7 @@ static void test_no_validation_split(void **state)
     assert_non_null(strstr(err.msg, "no validation split"));
     v4r_trained_free(&tr);
     v4r_train_log_free(&log);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 int main(void)

@@ -140,39 +140,7 @@ static void test_negatives(void **state)
         assert_int_equal(seen[i], 1);
 }
 
-typedef struct {
-    char *dir;
-    v4r_dataset ds;
-    v4r_matrix desc, visual;
-} catalog;
-
-static void catalog_make(catalog *c)
-{
-    c->dir = tu_tmpdir();
-    v4r_synth_opts so;
-    v4r_synth_defaults(&so);
-    so.users = 200, so.items = 400, so.interactions = 2000;
-    v4r_err err = {0};
-    assert_int_equal(v4r_synth(c->dir, &so, &err), 0);
-    assert_int_equal(v4r_dataset_load(c->dir, &c->ds, &err), 0);
-    char *p = v4r_path_join(c->dir, "features/description.npy");
-    assert_int_equal(v4r_npy_read(p, &c->desc, &err), 0);
-    free(p);
-    p = v4r_path_join(c->dir, "features/visual.npy");
-    assert_int_equal(v4r_npy_read(p, &c->visual, &err), 0);
-    free(p);
-}
-
-static void catalog_free(catalog *c)
-{
-    v4r_dataset_free(&c->ds);
-    v4r_matrix_free(&c->desc);
-    v4r_matrix_free(&c->visual);
-    tu_rmtree(c->dir);
-    free(c->dir);
-}
-
-static void released_opts(v4r_train_opts *o, const catalog *c)
+static void released_opts(v4r_train_opts *o, const tu_catalog *c)
 {
     v4r_train_defaults(o, V4R_MODEL_ATTENTION);
     v4r_train_released_recipe(o);
@@ -193,8 +161,8 @@ static void test_recipe_and_examples(void **state)
     assert_true(o.lr == 1e-3 && o.clip == 1.0 && o.temperature == 0.07 && o.patience == 0);
     assert_true(o.schedule.kind == V4R_LR_PLATEAU && o.schedule.gamma == 0.5 && o.schedule.step == 2);
     assert_int_equal(o.keep, V4R_KEEP_LAST);
-    catalog c;
-    catalog_make(&c);
+    tu_catalog c;
+    tu_catalog_make(&c, 200, 400, 2000);
     /* a repeated interaction is an example of its own, as a repeated row of train.csv */
     v4r_split *tr = &c.ds.split[V4R_TRAIN];
     v4r_split_push(tr, tr->user[0], tr->item[0], 0, 0, 0);
@@ -211,7 +179,7 @@ static void test_recipe_and_examples(void **state)
     assert_int_equal(out.dim, 48);
     v4r_trained_free(&out);
     v4r_train_log_free(&log);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 /* ---- two steps against torch ---- */
@@ -287,8 +255,8 @@ static void spoil_then_record(void *ctx, const v4r_train_log *log, v4r_params *p
 static void test_keeps_last_epoch(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c);
+    tu_catalog c;
+    tu_catalog_make(&c, 200, 400, 2000);
     for (int keep = V4R_KEEP_BEST; keep <= V4R_KEEP_LAST; keep++) {
         v4r_train_opts o;
         released_opts(&o, &c);
@@ -322,7 +290,7 @@ static void test_keeps_last_epoch(void **state)
         v4r_trained_free(&out);
         v4r_train_log_free(&log);
     }
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 int main(void)

@@ -165,39 +165,7 @@ static void test_smore_grad(void **state)
 
 /* ---- training ---- */
 
-typedef struct {
-    char *dir;
-    v4r_dataset ds;
-    v4r_matrix desc, visual;
-} catalog;
-
-static void catalog_make(catalog *c, size_t users, size_t items, size_t interactions)
-{
-    c->dir = tu_tmpdir();
-    v4r_synth_opts so;
-    v4r_synth_defaults(&so);
-    so.users = users, so.items = items, so.interactions = interactions;
-    v4r_err err = {0};
-    assert_int_equal(v4r_synth(c->dir, &so, &err), 0);
-    assert_int_equal(v4r_dataset_load(c->dir, &c->ds, &err), 0);
-    char *p = v4r_path_join(c->dir, "features/description.npy");
-    assert_int_equal(v4r_npy_read(p, &c->desc, &err), 0);
-    free(p);
-    p = v4r_path_join(c->dir, "features/visual.npy");
-    assert_int_equal(v4r_npy_read(p, &c->visual, &err), 0);
-    free(p);
-}
-
-static void catalog_free(catalog *c)
-{
-    v4r_dataset_free(&c->ds);
-    v4r_matrix_free(&c->desc);
-    v4r_matrix_free(&c->visual);
-    tu_rmtree(c->dir);
-    free(c->dir);
-}
-
-static void smore_opts(v4r_train_opts *o, const catalog *c)
+static void smore_opts(v4r_train_opts *o, const tu_catalog *c)
 {
     v4r_train_defaults(o, V4R_MODEL_SMORE);
     o->text = c->desc.data, o->dim_text = c->desc.cols;
@@ -210,8 +178,8 @@ static void smore_opts(v4r_train_opts *o, const catalog *c)
 static void test_smore_trains(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 300, 600, 3000);
+    tu_catalog c;
+    tu_catalog_make(&c, 300, 600, 3000);
     v4r_train_opts o;
     smore_opts(&o, &c);
     v4r_trained a, b;
@@ -235,7 +203,7 @@ static void test_smore_trains(void **state)
     assert_memory_equal(a.users, b.users, a.n_users * a.dim * sizeof(float));
     v4r_trained_free(&a), v4r_trained_free(&b);
     v4r_train_log_free(&la), v4r_train_log_free(&lb);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 /* ---- early stopping ---- */
@@ -245,8 +213,8 @@ static void test_smore_trains(void **state)
 static void test_smore_patience(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 200, 400, 2000);
+    tu_catalog c;
+    tu_catalog_make(&c, 200, 400, 2000);
     v4r_train_opts o;
     smore_opts(&o, &c);
     o.lr = 1e-30;
@@ -270,7 +238,7 @@ static void test_smore_patience(void **state)
     assert_int_equal(log.best_epoch, 1);
     v4r_trained_free(&tr);
     v4r_train_log_free(&log);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 static json_t *load_json(const char *dir, const char *name)
@@ -287,8 +255,8 @@ static json_t *load_json(const char *dir, const char *name)
 static void test_smore_cli_options(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 200, 400, 2000);
+    tu_catalog c;
+    tu_catalog_make(&c, 200, 400, 2000);
     char *out = NULL;
     int rc = tu_run(&out,
                     "train smore -q --dataset '%s' --text features/description.npy --vision features/visual.npy "
@@ -315,7 +283,7 @@ static void test_smore_cli_options(void **state)
     assert_int_equal(rc, 2);
     assert_non_null(strstr(out, "--knn-text"));
     free(out);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 /* ---- against the shared protocol ---- */
@@ -339,8 +307,8 @@ static double eval_recall(json_t *res, const char *model)
 static void test_smore_under_eval(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 300, 600, 3000);
+    tu_catalog c;
+    tu_catalog_make(&c, 300, 600, 3000);
     v4r_train_opts o;
     smore_opts(&o, &c);
     o.epochs = 12;
@@ -375,7 +343,7 @@ static void test_smore_under_eval(void **state)
     free(users);
     v4r_trained_free(&tr);
     v4r_train_log_free(&log);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 static void run_ok(const char *what, char *out, int rc)
@@ -433,8 +401,8 @@ static void poison(void *ctx, const v4r_train_log *log, v4r_params *ps)
 static void test_smore_covered_and_nan(void **state)
 {
     (void)state;
-    catalog c;
-    catalog_make(&c, 200, 400, 2000);
+    tu_catalog c;
+    tu_catalog_make(&c, 200, 400, 2000);
     v4r_train_opts o;
     smore_opts(&o, &c);
     o.epochs = 3;
@@ -464,7 +432,7 @@ static void test_smore_covered_and_nan(void **state)
     v4r_trained_free(&tr);
     v4r_train_log_free(&log);
     free(cov);
-    catalog_free(&c);
+    tu_catalog_free(&c);
 }
 
 int main(void)

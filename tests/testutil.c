@@ -79,3 +79,29 @@ int tu_run(char **out, const char *fmt, ...)
 }
 
 const char *tu_shared(void) { return V4R_SHARED_DIR; }
+
+void tu_catalog_make(tu_catalog *c, size_t users, size_t items, size_t interactions)
+{
+    c->dir = tu_tmpdir();
+    v4r_synth_opts so;
+    v4r_synth_defaults(&so);
+    so.users = users, so.items = items, so.interactions = interactions;
+    v4r_err err = {0};
+    assert_int_equal(v4r_synth(c->dir, &so, &err), 0);
+    assert_int_equal(v4r_dataset_load(c->dir, &c->ds, &err), 0);
+    char *p = v4r_path_join(c->dir, "features/description.npy");
+    assert_int_equal(v4r_npy_read(p, &c->desc, &err), 0);
+    free(p);
+    p = v4r_path_join(c->dir, "features/visual.npy");
+    assert_int_equal(v4r_npy_read(p, &c->visual, &err), 0);
+    free(p);
+}
+
+void tu_catalog_free(tu_catalog *c)
+{
+    v4r_dataset_free(&c->ds);
+    v4r_matrix_free(&c->desc);
+    v4r_matrix_free(&c->visual);
+    tu_rmtree(c->dir);
+    free(c->dir);
+}

@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include "vlm4rec/base.h"
+#include "vlm4rec/data.h"
+#include "vlm4rec/io.h"
 
 /* A fresh directory under $TMPDIR (or /tmp); removed by tu_rmtree. Caller frees the string. */
 char *tu_tmpdir(void);
@@ -22,5 +24,15 @@ char *tu_read(const char *dir, const char *name);
 int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The shared fixtures directory. */
 const char *tu_shared(void);
+
+/* A synthetic catalog in a fresh directory (vlm4rec dataset synth with these sizes), loaded, with
+ * its description and visual vectors. tu_catalog_free removes the directory. */
+typedef struct {
+    char *dir;
+    v4r_dataset ds;
+    v4r_matrix desc, visual;
+} tu_catalog;
+void tu_catalog_make(tu_catalog *c, size_t users, size_t items, size_t interactions);
+void tu_catalog_free(tu_catalog *c);
 
 #endif
