@@ -19,6 +19,25 @@ int v4r_cpu_has_avx512(void);
 int v4r_kernel_pick(int *kernel, v4r_err *err);
 const char *v4r_kernel_name(int kernel);
 
+/* ---- precision of the matrix products ---- */
+
+/* fp32: float32 throughout. bf16: the linear layers' weights and inputs rounded to bfloat16 (nearest
+ * even), products summed in float32; everything else stays float32. */
+enum { V4R_PREC_FP32 = 0, V4R_PREC_BF16 = 1 };
+/* How bf16 products run: not at all (fp32 instead), AVX512_BF16's vdpbf16ps, or AMX tiles. */
+enum { V4R_BF16_NONE = 0, V4R_BF16_AVX512 = 1, V4R_BF16_AMX = 2 };
+
+/* Whether this CPU has AVX512_BF16 (cpuid leaf 7 subleaf 1, EAX bit 5) with the AVX-512 kernels. */
+int v4r_cpu_has_avx512_bf16(void);
+/* Whether this CPU has AMX-TILE and AMX-BF16 (cpuid leaf 7, EDX bits 24 and 22) and the OS grants
+ * this process the tile state (asked for once). */
+int v4r_cpu_has_amx_bf16(void);
+/* The bf16 engine for this CPU: VLM4REC_BF16 unset, empty or auto = AMX when usable, else vdpbf16ps
+ * when usable, else none; amx or avx512 = that one only (none without it); none. Anything else is
+ * V4R_EUSAGE. */
+int v4r_bf16_pick(int *engine, v4r_err *err);
+const char *v4r_bf16_name(int engine);
+
 /* ---- half precision ---- */
 
 float v4r_f16_to_f32(uint16_t h);
@@ -68,10 +87,20 @@ typedef struct {
     float *w;    /* blas: out x in row-major */
     float *pack; /* avx512: ceil(out / 32) panels of in x 32 floats, zero-padded */
     float *bias; /* out floats (zeros when the layer has none) */
+    int bf16;    /* V4R_BF16_*: the bf16 engine, or V4R_BF16_NONE for float32 */
+    /* bf16: ceil(out / 32) panels of kpairs x 32 pairs of bf16 (k even, k odd), zero-padded;
+     * kpairs = ceil(in / 2) rounded up to 16 */
+    uint16_t *pack16;
 } v4r_linear;
 
 /* w: out x in; bias may be NULL. */
 void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel);
+/* The same with the weights rounded to bf16 and packed for engine (V4R_BF16_AVX512 or
+ * V4R_BF16_AMX, which needs kernel V4R_KERNEL_AVX512); V4R_BF16_NONE is v4r_linear_init. The
+ * product of a bf16 layer rounds each input row to bf16 and sums in float32; a row's numbers depend
+ * on the row alone, never on the other rows or the thread count. */
+void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel,
+                          int engine);
 void v4r_linear_free(v4r_linear *l);
 /* y (rows x out) = act(x (rows x in) W^T + bias [+ res]), res (rows x out) or NULL; the bias is
  * added to the product, then res, then the activation. The rows fall in nseg segments (sequences):
@@ -107,6 +136,9 @@ typedef struct v4r_safetensors v4r_safetensors;
  * v4r_st_load). On failure L keeps what it loaded: v4r_tlayer_free it. */
 int v4r_tlayer_load(const v4r_safetensors *st, const v4r_tlayer_names *names, size_t i, size_t hidden, size_t inter,
                     int kernel, v4r_tlayer *L, v4r_err *err);
+/* The same with the four linear layers in bf16 for engine (v4r_linear_init_bf16). */
+int v4r_tlayer_load_bf16(const v4r_safetensors *st, const v4r_tlayer_names *names, size_t i, size_t hidden,
+                         size_t inter, int kernel, int engine, v4r_tlayer *L, v4r_err *err);
 void v4r_tlayer_free(v4r_tlayer *L);
 
 /* ---- attention ---- */

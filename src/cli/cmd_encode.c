@@ -9,6 +9,7 @@
 #include "vlm4rec/cli.h"
 #include "vlm4rec/data.h"
 #include "vlm4rec/ground.h"
+#include "vlm4rec/kernels.h"
 #include "vlm4rec/text.h"
 
 static const char *encode_help =
@@ -36,6 +37,9 @@ static const char *encode_help =
     "                     Cache items that are not in the dataset are skipped (and counted)\n"
     "  --batch-size N     sequences per forward batch (default 32)\n"
     "  --threads N        worker threads (default: all cores)\n"
+    "  --precision P      fp32 (default) or bf16: the linear layers' weights and inputs rounded to\n"
+    "                     bfloat16, products summed in float32 (AMX or AVX512_BF16); on a CPU\n"
+    "                     without either, a warning and fp32. Not with --tfidf\n"
     "  --offline          never touch the network to resolve --model\n"
     "  -q, --quiet        no progress or log lines\n"
     "  --tfidf            instead of --model: the built-in TF-IDF encoder, the OFFLINE FALLBACK (hashed\n"
@@ -57,7 +61,7 @@ enum { IN_TSV, IN_JSONL, IN_CACHE };
 typedef struct {
     const char *model, *input, *format, *dataset, *output, *covered_out;
     const char *cache_model, *cache_prompt_hash, *text_template;
-    int titles, offline, kind, tfidf, empty_reference;
+    int titles, offline, kind, tfidf, empty_reference, precision;
     size_t batch, dim;
 } encode_args;
 
@@ -524,7 +528,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"cache-model", required_argument, 0, 'M'}, {"cache-prompt-hash", required_argument, 0, 'H'},
         {"tfidf", no_argument, 0, 'T'},         {"dim", required_argument, 0, 'D'},
         {"text-template", required_argument, 0, 'X'}, {"empty", required_argument, 0, 'E'},
-        {0, 0, 0, 0}};
+        {"precision", required_argument, 0, 'P'}, {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
@@ -549,6 +553,11 @@ static int parse_args(int argc, char **argv, encode_args *a)
                 return v4r_cli_usage_error("encode", "--empty must be zero or reference, not '%s'", optarg);
             a->empty_reference = !strcmp(optarg, "reference");
             break;
+        case 'P':
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+                return v4r_cli_usage_error("encode", "--precision must be fp32 or bf16, not '%s'", optarg);
+            a->precision = !strcmp(optarg, "bf16") ? V4R_PREC_BF16 : V4R_PREC_FP32;
+            break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(encode_help, stdout); return -1;
         default: return v4r_cli_usage_error("encode", "bad option");
@@ -558,6 +567,8 @@ static int parse_args(int argc, char **argv, encode_args *a)
         rc = v4r_cli_usage_error("encode", "unexpected argument '%s'", argv[optind]);
     if (!rc && (!a->model == !a->tfidf || !a->output))
         rc = v4r_cli_usage_error("encode", "-o and one of --model or --tfidf are required");
+    if (!rc && a->tfidf && a->precision != V4R_PREC_FP32)
+        rc = v4r_cli_usage_error("encode", "--precision applies to --model, not --tfidf");
     if (!rc && a->tfidf && (a->dim == 0 || a->dim > 1000000))
         rc = v4r_cli_usage_error("encode", "--dim must be 1..1000000");
     if (!rc && !a->input == !a->titles)
@@ -601,7 +612,9 @@ static int run_encode(const encode_args *a, v4r_err *err)
     if (!rc && !a->tfidf)
         rc = v4r_cli_resolve_model(a->model, a->offline, &model_dir, err);
     if (!rc && !a->tfidf)
-        rc = v4r_encoder_load(model_dir, &enc, err);
+        rc = v4r_encoder_load_precision(model_dir, a->precision, &enc, err);
+    if (!rc && enc && v4r_encoder_precision(enc) != a->precision)
+        v4r_warn("--precision bf16: this CPU has neither AVX512_BF16 nor AMX-BF16; falling back to fp32");
     int64_t *row = v4r_malloc((l.n ? l.n : 1) * sizeof *row);
     if (!rc)
         rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);

@@ -76,18 +76,20 @@ V4R_AVX512 static void tile(size_t kc, const float *restrict a, const float *res
         }
 }
 
-/* The epilogue of a finished tile: sums from buf (MR x 32, whole vectors, so the loads take the
- * values straight from the stores), bias, residual, activation, into c (ldc). */
-V4R_AVX512 static void finish_tile(const gemm_job *job, const float *buf, float *c, size_t ldc, size_t mr, size_t col,
-                                   __mmask16 m0, __mmask16 m1, const float *res)
+/* The epilogue of a finished tile: sums from buf (mr x 32, whole vectors, so the loads take the
+ * values straight from the stores), bias, residual, activation, into c (ldc); columns [col, col +
+ * 32) of the layer, those past its end left alone. */
+V4R_AVX512 void v4r_avx512_finish_tile(const v4r_linear *l, int act, const float *buf, float *c, size_t ldc,
+                                       size_t mr, size_t col, const float *res)
 {
-    const float *bias = job->l->bias + col;
+    const float *bias = l->bias + col;
+    __mmask16 m0 = v4r_lanes(l->out - col), m1 = l->out - col > 16 ? v4r_lanes(l->out - col - 16) : 0;
     for (size_t r = 0; r < mr; r++) {
         const float *rr = res ? res + r * ldc : NULL;
-        _mm512_mask_storeu_ps(c + r * ldc, m0, finish(_mm512_load_ps(buf + r * NR), bias, rr, job->act, m0));
+        _mm512_mask_storeu_ps(c + r * ldc, m0, finish(_mm512_load_ps(buf + r * NR), bias, rr, act, m0));
         if (m1)
             _mm512_mask_storeu_ps(c + r * ldc + 16, m1,
-                                  finish(_mm512_load_ps(buf + r * NR + 16), bias + 16, rr ? rr + 16 : NULL, job->act, m1));
+                                  finish(_mm512_load_ps(buf + r * NR + 16), bias + 16, rr ? rr + 16 : NULL, act, m1));
     }
 }
 
@@ -133,7 +135,8 @@ V4R_AVX512 static void row_block(const gemm_job *job, size_t r0, size_t mc, floa
                     continue;
                 }
                 tile(kc, ap + i * kc, b, first ? NULL : c, N, m0, m1, buf, NR, 0xffff, 0xffff, mr);
-                finish_tile(job, buf, c, N, mr, col, m0, m1, job->res ? job->res + (r0 + i) * N + col : NULL);
+                v4r_avx512_finish_tile(l, job->act, buf, c, N, mr, col,
+                                       job->res ? job->res + (r0 + i) * N + col : NULL);
             }
         }
     }

@@ -10,6 +10,18 @@ enum { V4R_PANEL = 32 }; /* output columns per packed weight panel */
 void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack);
 /* y = act(x W^T + bias [+ res]) over the packed weights (v4r_linear_apply's contract). */
 void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
+/* The epilogue of a finished 32-column tile: buf (mr x 32) + bias [+ res], activated, into c (ldc),
+ * columns [col, col + 32) of l (those past l->out left alone); act is never V4R_ACT_GELU_TANH. */
+void v4r_avx512_finish_tile(const v4r_linear *l, int act, const float *buf, float *c, size_t ldc, size_t mr,
+                            size_t col, const float *res);
+/* bf16: packs W (out x in) into l->pack16 (see v4r_linear); y = act(x W^T + bias [+ res]) by
+ * vdpbf16ps or by AMX tiles. */
+void v4r_bf16_pack(const float *w, size_t out, size_t in, uint16_t *pack);
+size_t v4r_bf16_kpairs(size_t in); /* depth pairs of a packed bf16 panel: ceil(in / 2) rounded up to 16 */
+/* a (rows_pad x pitch bf16) = rows [0, mc) of x (ld, in columns) rounded to bf16, zero-padded. */
+void v4r_bf16_rows(const float *x, size_t ld, size_t in, size_t mc, size_t rows_pad, size_t pitch, uint16_t *a);
+void v4r_bf16_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
+void v4r_amx_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
 void v4r_avx512_activate(float *x, size_t n, int act);
 void v4r_avx512_softmax(float *x, size_t n, const uint8_t *mask);
 void v4r_avx512_attention(const float *qkv, size_t ld, size_t len, size_t valid, size_t heads, size_t head_dim,

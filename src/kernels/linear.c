@@ -1,4 +1,5 @@
-/* Linear layers: weights prepared once (copied for cblas_sgemm or packed for the AVX-512 GEMM);
+/* Linear layers: weights prepared once (copied for cblas_sgemm, packed for the AVX-512 GEMM, or
+ * rounded to bf16 and packed for vdpbf16ps / AMX);
  * the BLAS path runs one cblas_sgemm over all rows and a fused bias/residual/activation pass. */
 #include "internal.h"
 
@@ -36,10 +37,31 @@ void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t ou
     }
 }
 
+void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel,
+                          int engine)
+{
+    if (engine == V4R_BF16_NONE) {
+        v4r_linear_init(l, w, bias, out, in, kernel);
+        return;
+    }
+    memset(l, 0, sizeof *l);
+    l->in = in;
+    l->out = out;
+    l->kernel = kernel;
+    l->bf16 = engine;
+    l->bias = v4r_calloc(out, sizeof *l->bias);
+    if (bias)
+        memcpy(l->bias, bias, out * sizeof *bias);
+    size_t panels = (out + V4R_PANEL - 1) / V4R_PANEL;
+    l->pack16 = v4r_aligned_alloc(panels * v4r_bf16_kpairs(in) * 2 * V4R_PANEL * sizeof *l->pack16);
+    v4r_bf16_pack(w, out, in, l->pack16);
+}
+
 void v4r_linear_free(v4r_linear *l)
 {
     free(l->w);
     free(l->pack);
+    free(l->pack16);
     free(l->bias);
     memset(l, 0, sizeof *l);
 }
@@ -85,7 +107,11 @@ void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const si
 {
     if (rows == 0)
         return;
-    if (l->kernel == V4R_KERNEL_AVX512)
+    if (l->bf16 == V4R_BF16_AMX)
+        v4r_amx_linear(l, x, rows, res, act, y);
+    else if (l->bf16 == V4R_BF16_AVX512)
+        v4r_bf16_linear(l, x, rows, res, act, y);
+    else if (l->kernel == V4R_KERNEL_AVX512)
         v4r_avx512_linear(l, x, rows, res, act, y);
     else
         linear_blas(l, x, rows, seg, nseg, res, act, y);

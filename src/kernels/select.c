@@ -1,8 +1,15 @@
-/* Kernel choice: the CPU's AVX-512 support and VLM4REC_KERNEL (auto, blas, avx512). */
+/* Kernel choice: the CPU's AVX-512 support and VLM4REC_KERNEL (auto, blas, avx512); the bf16
+ * engine: AVX512_BF16 and AMX from cpuid, the OS's grant of the tile state, VLM4REC_BF16. */
 #include "vlm4rec/kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define V4R_X86 1
+#endif
 
 int v4r_cpu_has_avx512(void)
 {
@@ -34,3 +41,73 @@ int v4r_kernel_pick(int *kernel, v4r_err *err)
 }
 
 const char *v4r_kernel_name(int kernel) { return kernel == V4R_KERNEL_AVX512 ? "avx512" : "blas"; }
+
+int v4r_cpu_has_avx512_bf16(void)
+{
+#ifdef V4R_X86
+    unsigned a, b, c, d;
+    if (!v4r_cpu_has_avx512() || !__get_cpuid_count(7, 1, &a, &b, &c, &d))
+        return 0;
+    return (a >> 5) & 1u;
+#else
+    return 0;
+#endif
+}
+
+#ifdef V4R_X86
+/* XCR0: the OS saves the tile configuration and data (bits 17, 18). */
+static int os_saves_tiles(void)
+{
+    unsigned a, b, c, d, lo, hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1u)) /* OSXSAVE */
+        return 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & (3u << 17)) == (3u << 17);
+}
+
+/* Linux keeps the tile data off until a process asks (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). */
+static int amx_granted(void)
+{
+    static int granted = -1;
+    int g = __atomic_load_n(&granted, __ATOMIC_ACQUIRE);
+    if (g < 0) {
+        g = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+        __atomic_store_n(&granted, g, __ATOMIC_RELEASE);
+    }
+    return g;
+}
+#endif
+
+int v4r_cpu_has_amx_bf16(void)
+{
+#ifdef V4R_X86
+    unsigned a, b, c, d;
+    if (!v4r_cpu_has_avx512_bf16() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    if (!((d >> 22) & 1u) || !((d >> 24) & 1u) || !os_saves_tiles())
+        return 0;
+    return amx_granted();
+#else
+    return 0;
+#endif
+}
+
+int v4r_bf16_pick(int *engine, v4r_err *err)
+{
+    const char *k = getenv("VLM4REC_BF16");
+    *engine = V4R_BF16_NONE;
+    if (!k || !*k || !strcmp(k, "auto"))
+        *engine = v4r_cpu_has_amx_bf16() ? V4R_BF16_AMX : v4r_cpu_has_avx512_bf16() ? V4R_BF16_AVX512 : V4R_BF16_NONE;
+    else if (!strcmp(k, "avx512"))
+        *engine = v4r_cpu_has_avx512_bf16() ? V4R_BF16_AVX512 : V4R_BF16_NONE;
+    else if (!strcmp(k, "amx"))
+        *engine = v4r_cpu_has_amx_bf16() ? V4R_BF16_AMX : V4R_BF16_NONE;
+    else if (strcmp(k, "none") != 0)
+        return v4r_fail(err, V4R_EUSAGE, "VLM4REC_BF16='%s' is not one of auto, amx, avx512, none", k);
+    return V4R_OK;
+}
+
+const char *v4r_bf16_name(int engine)
+{
+    return engine == V4R_BF16_AMX ? "amx" : engine == V4R_BF16_AVX512 ? "avx512_bf16" : "none";
+}

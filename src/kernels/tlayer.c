@@ -16,7 +16,7 @@ static const char *tensor_name(char *buf, const char *prefix, size_t i, const ch
 
 /* A linear layer "<part>.weight" (out x in) and "<part>.bias". */
 static int load_linear(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_t i, const char *part, size_t out,
-                       size_t in, int kernel, v4r_linear *l, v4r_err *err)
+                       size_t in, int kernel, int engine, v4r_linear *l, v4r_err *err)
 {
     char name[256];
     float *w = NULL, *b = NULL;
@@ -24,7 +24,7 @@ static int load_linear(const v4r_safetensors *st, const v4r_tlayer_names *nm, si
     if (!rc)
         rc = v4r_st_load_vec(st, tensor_name(name, nm->prefix, i, part, "bias"), out, &b, err);
     if (!rc)
-        v4r_linear_init(l, w, b, out, in, kernel);
+        v4r_linear_init_bf16(l, w, b, out, in, kernel, engine);
     free(w);
     free(b);
     return rc;
@@ -32,7 +32,7 @@ static int load_linear(const v4r_safetensors *st, const v4r_tlayer_names *nm, si
 
 /* Query, key and value stacked into one 3H x H layer. */
 static int load_qkv(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_t i, size_t h, int kernel,
-                    v4r_linear *l, v4r_err *err)
+                    int engine, v4r_linear *l, v4r_err *err)
 {
     float *w = v4r_malloc(3 * h * h * sizeof *w), *b = v4r_malloc(3 * h * sizeof *b);
     int rc = V4R_OK;
@@ -50,7 +50,7 @@ static int load_qkv(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_
         free(pb);
     }
     if (!rc)
-        v4r_linear_init(l, w, b, 3 * h, h, kernel);
+        v4r_linear_init_bf16(l, w, b, 3 * h, h, kernel, engine);
     free(w);
     free(b);
     return rc;
@@ -59,19 +59,25 @@ static int load_qkv(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_
 int v4r_tlayer_load(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_t i, size_t hidden, size_t inter,
                     int kernel, v4r_tlayer *L, v4r_err *err)
 {
+    return v4r_tlayer_load_bf16(st, nm, i, hidden, inter, kernel, V4R_BF16_NONE, L, err);
+}
+
+int v4r_tlayer_load_bf16(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_t i, size_t hidden,
+                         size_t inter, int kernel, int engine, v4r_tlayer *L, v4r_err *err)
+{
     size_t h = hidden;
     char q[256];
-    int rc = load_qkv(st, nm, i, h, kernel, &L->qkv, err);
+    int rc = load_qkv(st, nm, i, h, kernel, engine, &L->qkv, err);
     if (!rc)
-        rc = load_linear(st, nm, i, nm->out, h, h, kernel, &L->out, err);
+        rc = load_linear(st, nm, i, nm->out, h, h, kernel, engine, &L->out, err);
     if (!rc)
         rc = v4r_st_load_vec(st, tensor_name(q, nm->prefix, i, nm->ln1, "weight"), h, &L->ln1_g, err);
     if (!rc)
         rc = v4r_st_load_vec(st, tensor_name(q, nm->prefix, i, nm->ln1, "bias"), h, &L->ln1_b, err);
     if (!rc)
-        rc = load_linear(st, nm, i, nm->fc1, inter, h, kernel, &L->fc1, err);
+        rc = load_linear(st, nm, i, nm->fc1, inter, h, kernel, engine, &L->fc1, err);
     if (!rc)
-        rc = load_linear(st, nm, i, nm->fc2, h, inter, kernel, &L->fc2, err);
+        rc = load_linear(st, nm, i, nm->fc2, h, inter, kernel, engine, &L->fc2, err);
     if (!rc)
         rc = v4r_st_load_vec(st, tensor_name(q, nm->prefix, i, nm->ln2, "weight"), h, &L->ln2_g, err);
     if (!rc)

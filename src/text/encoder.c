@@ -139,12 +139,12 @@ static int read_max_seq(const char *dir, size_t max_pos, size_t *out, v4r_err *e
 
 /* ---- loading ---- */
 
-static int load_parts(v4r_encoder *e, const char *dir, int kernel, v4r_err *err)
+static int load_parts(v4r_encoder *e, const char *dir, int kernel, int engine, v4r_err *err)
 {
     st_modules sm = {0};
     int rc = read_modules(dir, &sm, err);
     if (!rc)
-        rc = v4r_bert_load(sm.transformer, kernel, &e->bert, err);
+        rc = v4r_bert_load(sm.transformer, kernel, engine, &e->bert, err);
     e->pooling = V4R_POOL_MEAN;
     e->normalize = sm.has_modules ? sm.normalize : 1;
     if (!rc && sm.pooling)
@@ -160,19 +160,28 @@ static int load_parts(v4r_encoder *e, const char *dir, int kernel, v4r_err *err)
 
 int v4r_encoder_load(const char *model_dir, v4r_encoder **out, v4r_err *err)
 {
-    int kernel;
+    return v4r_encoder_load_precision(model_dir, V4R_PREC_FP32, out, err);
+}
+
+int v4r_encoder_load_precision(const char *model_dir, int precision, v4r_encoder **out, v4r_err *err)
+{
+    int kernel, engine = V4R_BF16_NONE;
     *out = NULL;
+    if (precision != V4R_PREC_FP32 && precision != V4R_PREC_BF16)
+        return v4r_fail(err, V4R_EUSAGE, "encoder precision %d is not fp32 or bf16", precision);
     int rc = v4r_kernel_pick(&kernel, err);
+    if (!rc && precision == V4R_PREC_BF16)
+        rc = v4r_bf16_pick(&engine, err);
     if (rc)
         return rc;
     v4r_encoder *e = v4r_calloc(1, sizeof *e);
-    rc = load_parts(e, model_dir, kernel, err);
+    rc = load_parts(e, model_dir, kernel, engine, err);
     if (rc) {
         v4r_encoder_free(e);
         return rc;
     }
-    v4r_debug("encoder %s: %zu layers, hidden %zu, %s kernel, max_seq_length %zu", model_dir, e->bert.cfg.layers,
-              e->bert.cfg.hidden, v4r_kernel_name(kernel), e->max_seq);
+    v4r_debug("encoder %s: %zu layers, hidden %zu, %s kernel, bf16 %s, max_seq_length %zu", model_dir,
+              e->bert.cfg.layers, e->bert.cfg.hidden, v4r_kernel_name(kernel), v4r_bf16_name(engine), e->max_seq);
     *out = e;
     return V4R_OK;
 }
@@ -188,6 +197,7 @@ void v4r_encoder_free(v4r_encoder *e)
 }
 
 size_t v4r_encoder_dim(const v4r_encoder *e) { return e->bert.cfg.hidden; }
+int v4r_encoder_precision(const v4r_encoder *e) { return e->bert.bf16 ? V4R_PREC_BF16 : V4R_PREC_FP32; }
 size_t v4r_encoder_max_seq_length(const v4r_encoder *e) { return e->max_seq; }
 int v4r_encoder_pooling(const v4r_encoder *e) { return e->pooling; }
 int v4r_encoder_normalizes(const v4r_encoder *e) { return e->normalize; }
