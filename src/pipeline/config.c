@@ -17,7 +17,7 @@ static const section_schema schema[] = {
     {"dataset", 0, "source format path dedupe users items interactions seed images covered_share"},
     {"ground", 0, "enabled endpoint model prompt prompt_file order items limit concurrency max_tokens timeout retries "
                   "seed api_key_env"},
-    {"encoder", 0, "model fallback pull dim batch_size text_template"},
+    {"encoder", 0, "model fallback pull dim batch_size text_template precision"},
     {"text", 1, "source model text_template"},
     {"vision", 0, "source"},
     {"fusion", 1, "kind text options covered"},
