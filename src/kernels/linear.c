@@ -40,6 +40,12 @@ void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t ou
 void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel,
                           int engine)
 {
+    /* an engine this CPU (or OS) lacks degrades: AMX to vdpbf16ps, vdpbf16ps to float32; asking
+     * for AMX here also obtains the tile state for the process */
+    if (engine == V4R_BF16_AMX && !v4r_cpu_has_amx_bf16())
+        engine = V4R_BF16_AVX512;
+    if (engine == V4R_BF16_AVX512 && !v4r_cpu_has_avx512_bf16())
+        engine = V4R_BF16_NONE;
     if (engine == V4R_BF16_NONE) {
         v4r_linear_init(l, w, bias, out, in, kernel);
         return;
