@@ -1,7 +1,8 @@
 /* The AVX-512 GEMM of the linear layers: y = act(x W^T + b [+ res]) over weights packed once. */
 
-/* Design: W is packed at load into panels of 32 output columns, k-major (two zmm per k). Each
- * thread takes an equal share of the rows (in units of MR); per block of MC rows and KC depth it
+/* Design: W is packed at load into panels of 32 output columns, k-major (two zmm per k). The
+ * threads take blocks of rows (v4r_row_step) as they come free, so a core shared with other work
+ * holds up nobody; per block of MC rows and KC depth it
  * packs the rows k-major (MR at a time, by 16 x 16 transposes) and runs 14 x 32 register tiles
  * over every panel, the panel's KC x 32 slice staying in cache across the block's tiles. A tile
  * starts from the partial sums of the previous depth block, so each output is one FMA chain over k
@@ -146,17 +147,16 @@ void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const f
 {
     /* the tanh GELU has no vector form here: applied after the product */
     gemm_job job = {l, x, res, y, act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act};
-    size_t units = (rows + MR - 1) / MR;
+    size_t units = (rows + MR - 1) / MR, step = v4r_row_step(units, MC / MR), blocks = (units + step - 1) / step;
     int nt = omp_get_max_threads();
-    if ((size_t)nt > units)
-        nt = (int)units;
+    if ((size_t)nt > blocks)
+        nt = (int)blocks;
 #pragma omp parallel num_threads(nt)
     {
-        size_t t = (size_t)omp_get_thread_num(), n = (size_t)omp_get_num_threads();
-        size_t u0 = units * t / n, u1 = units * (t + 1) / n;
         float *ap = v4r_aligned_alloc((size_t)MC * KC * sizeof *ap);
-        for (size_t u = u0; u < u1; u += MC / MR) {
-            size_t r0 = u * MR, r1 = (u + MC / MR < u1 ? u + MC / MR : u1) * MR;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t b = 0; b < blocks; b++) {
+            size_t r0 = b * step * MR, r1 = r0 + step * MR;
             row_block(&job, r0, (r1 < rows ? r1 : rows) - r0, ap);
         }
         free(ap);

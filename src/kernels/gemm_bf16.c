@@ -97,16 +97,16 @@ void v4r_bf16_linear(const v4r_linear *l, const float *x, size_t rows, const flo
 {
     int fused = act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act; /* no vector tanh GELU: applied after */
     size_t units = (rows + MR - 1) / MR, kp = v4r_bf16_kpairs(l->in);
+    size_t step = v4r_row_step(units, MC / MR), blocks = (units + step - 1) / step;
     int nt = omp_get_max_threads();
-    if ((size_t)nt > units)
-        nt = (int)units;
+    if ((size_t)nt > blocks)
+        nt = (int)blocks;
 #pragma omp parallel num_threads(nt)
     {
-        size_t t = (size_t)omp_get_thread_num(), n = (size_t)omp_get_num_threads();
-        size_t u0 = units * t / n, u1 = units * (t + 1) / n;
         uint16_t *a = v4r_aligned_alloc((size_t)MC * 2 * kp * sizeof *a);
-        for (size_t u = u0; u < u1; u += MC / MR) {
-            size_t r0 = u * MR, r1 = (u + MC / MR < u1 ? u + MC / MR : u1) * MR;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t b = 0; b < blocks; b++) {
+            size_t r0 = b * step * MR, r1 = r0 + step * MR;
             row_block(l, x, r0, (r1 < rows ? r1 : rows) - r0, res, fused, y, a);
         }
         free(a);

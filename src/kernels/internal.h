@@ -27,6 +27,10 @@ void v4r_avx512_softmax(float *x, size_t n, const uint8_t *mask);
 void v4r_avx512_attention(const float *qkv, size_t ld, size_t len, size_t valid, size_t heads, size_t head_dim,
                           size_t head0, size_t nheads, float *out, size_t ldo, float *scratch);
 
+/* The rows of a thread's block, in units of a GEMM's row tile: about four blocks a thread, at most
+ * most units (the threads take blocks as they come free; a row's numbers never depend on it). */
+size_t v4r_row_step(size_t units, size_t most);
+
 /* Portable pieces shared by both implementations. */
 void *v4r_aligned_alloc(size_t n); /* 64-byte aligned; aborts when out of memory; free() it */
 void v4r_activate_generic(float *x, size_t n, int act);

@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,12 @@ void *v4r_aligned_alloc(size_t n)
         abort();
     }
     return p;
+}
+
+size_t v4r_row_step(size_t units, size_t most)
+{
+    size_t want = 4 * (size_t)omp_get_max_threads(), step = (units + want - 1) / want;
+    return step < 1 ? 1 : step > most ? most : step;
 }
 
 void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel)
