@@ -61,7 +61,7 @@ static int verify(const char *inc, const hub_file *f, const char *expect_sha, co
         return -1;
     if (f->size >= 0 && have > f->size) {
         unlink(inc);
-        return v4r_fail(err, V4R_EINPUT, "%s: the download has %lld bytes, %s lists %lld; it was deleted", f->path,
+        return v4r_fail(err, V4R_EINPUT, "%s: the download has %lld bytes, %s %lld; it was deleted", f->path,
                         (long long)have, who, (long long)f->size);
     }
     if (!expect_sha || !expect_sha[0])
@@ -73,7 +73,7 @@ static int verify(const char *inc, const hub_file *f, const char *expect_sha, co
     if (strcmp(got, expect_sha) != 0) {
         unlink(inc);
         return v4r_fail(err, V4R_EINPUT,
-                        "%s: sha256 mismatch: %s publishes %s, the download has %s; the file was deleted "
+                        "%s: sha256 mismatch: %s %s, the download has %s; the file was deleted "
                         "(pull again)",
                         f->path, who, expect_sha, got);
     }
@@ -125,7 +125,7 @@ static int http_fail(hub_http *h, const char *repo, const char *commit, const hu
 static int settle(hub_http *h, const char *repo, const char *commit, const hub_file *f, const char *url,
                   const char *inc, int rc, hub_resp *r, int last, v4r_err *err)
 {
-    const char *who = repo ? "the hub" : "the index";
+    const char *who = repo ? "the hub publishes" : "vlm4rec records";
     if (rc == V4R_OK && r->status == 416) {
         unlink(inc); /* our partial file does not fit the remote one: start over */
         return last ? v4r_fail(err, V4R_EIO, "%s: the server refuses to resume it (HTTP 416)", f->path) : RETRY;
@@ -154,8 +154,8 @@ static int settle(hub_http *h, const char *repo, const char *commit, const hub_f
         sha = r->linked_etag;
     int v = verify(inc, f, sha, who, err);
     if (v < 0)
-        return last ? v4r_fail(err, V4R_EIO, "%s: truncated: the server sent %lld of the %lld bytes %s lists%s",
-                               f->path, (long long)file_size(inc), (long long)f->size, who,
+        return last ? v4r_fail(err, V4R_EIO, "%s: truncated: the server sent %lld of the %lld bytes expected%s",
+                               f->path, (long long)file_size(inc), (long long)f->size,
                                repo ? " (the partial file is kept)" : "")
                     : RETRY;
     return v;
