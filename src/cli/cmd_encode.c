@@ -5,10 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vlm4rec/cli.h"
 #include "vlm4rec/data.h"
 #include "vlm4rec/ground.h"
+#include "vlm4rec/io.h"
 #include "vlm4rec/text.h"
 
 static const char *encode_help =
@@ -50,6 +52,10 @@ static const char *encode_help =
     "  --empty zero|reference  an empty or all-blank text: zero (default) counts as no text (a zero\n"
     "                     row, not covered); reference gives it the vector sentence-transformers\n"
     "                     gives it (of [CLS] [SEP]; the item counts as covered). Not with --tfidf\n"
+    "  --shard I/N        with --dataset: only the items of shard I of N (1-based; the hash split of\n"
+    "                     'ground --shard'); OUT is a part: the shard's rows and OUT with .part.json\n"
+    "                     in place of .npy, which 'vlm4rec vectors merge' joins (docs/cluster.md).\n"
+    "                     Not with --tfidf (its idf is fitted on the whole input)\n"
     "Invalid UTF-8 is an error naming the line.\n";
 
 enum { IN_TSV, IN_JSONL, IN_CACHE };
@@ -59,7 +65,16 @@ typedef struct {
     const char *cache_model, *cache_prompt_hash, *text_template;
     int titles, offline, kind, tfidf, empty_reference;
     size_t batch, dim;
+    int shard_index, shard_count; /* --shard I/N; count 0: no shard */
+    struct encode_shard *shard;   /* the shard's items, while a part is made */
 } encode_args;
+
+/* A shard: its items (dataset indices, in dataset order; row k of the part is item[k]). */
+typedef struct encode_shard {
+    size_t n;
+    int64_t *item;
+    const char *model_dir;
+} encode_shard;
 
 typedef struct {
     size_t n, cap;
@@ -260,12 +275,89 @@ static int encode_chunks(v4r_encoder *enc, const int32_t **seq, const size_t *le
     return rc;
 }
 
-/* The vectors, and with a dataset the ids of the items that got one. */
+/* ---- --shard: the shard's items and the part ---- */
+
+/* What changes the numbers besides the model: parts must agree on it to be merged. */
+static json_t *part_options(const encode_args *a)
+{
+    return json_pack("{s:s, s:s?, s:s, s:s?, s:s?}", "source", a->titles ? "titles" : "texts", "text_template",
+                     a->text_template, "empty", a->empty_reference ? "reference" : "zero", "cache_model",
+                     a->cache_model, "cache_prompt_hash", a->cache_prompt_hash);
+}
+
+/* OUT.npy (the shard's rows), then its manifest OUT.part.json. */
+static int write_part(const encode_args *a, const float *vec, const uint8_t *has, size_t dim, const v4r_dataset *ds,
+                      v4r_err *err)
+{
+    const encode_shard *sh = a->shard;
+    v4r_vecpart p = {.command = "encode", .shard_index = a->shard_index, .shard_count = a->shard_count,
+                     .n_items = ds->n_items, .model_id = (char *)a->model, .rows = sh->n, .dim = dim,
+                     .covered = (uint8_t *)has};
+    char *items = v4r_path_join(ds->dir, "items.tsv"), *manifest = v4r_cli_beside(a->output, ".part.json");
+    char input_sha[65];
+    int rc = v4r_sha256_file(items, p.items_sha256, err);
+    if (!rc)
+        rc = v4r_model_fingerprint(sh->model_dir, p.model_sha256, err);
+    if (!rc && a->input && !(rc = v4r_sha256_file(a->input, input_sha, err)))
+        p.input = json_pack("{s:s, s:s}", "path", a->input, "sha256", input_sha);
+    p.item = v4r_malloc((sh->n ? sh->n : 1) * sizeof *p.item);
+    for (size_t k = 0; k < sh->n; k++)
+        p.item[k] = ds->item_id[sh->item[k]];
+    p.options = part_options(a);
+    if (!rc)
+        rc = v4r_npy_write(a->output, vec, sh->n, dim, err);
+    if (!rc)
+        rc = v4r_vecpart_write(manifest, a->output, &p, err);
+    if (!rc)
+        v4r_info("shard %d/%d: %zu items; part %s and %s", a->shard_index, a->shard_count, sh->n, a->output, manifest);
+    json_decref(p.options);
+    json_decref(p.input);
+    free(p.item), free(items), free(manifest);
+    return rc;
+}
+
+/* Keeps the texts of the shard's items; rows become positions in the shard. */
+static void keep_shard(const encode_args *a, text_list *l, const v4r_dataset *ds, int64_t *row, encode_shard *sh)
+{
+    int64_t *pos = v4r_malloc((ds->n_items ? ds->n_items : 1) * sizeof *pos);
+    sh->item = v4r_malloc((ds->n_items ? ds->n_items : 1) * sizeof *sh->item);
+    sh->n = 0;
+    for (size_t i = 0; i < ds->n_items; i++)
+        if (v4r_plan_shard_of(ds->item_id[i], a->shard_count) == a->shard_index) {
+            pos[i] = (int64_t)sh->n;
+            sh->item[sh->n++] = (int64_t)i;
+        } else
+            pos[i] = -1;
+    size_t kept = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (pos[row[i]] < 0) {
+            free(l->item[i]), free(l->text[i]);
+            continue;
+        }
+        l->item[kept] = l->item[i], l->text[kept] = l->text[i], l->line[kept] = l->line[i];
+        row[kept++] = pos[row[i]];
+    }
+    l->n = kept;
+    free(pos);
+}
+
+static int parse_shard(const char *val, encode_args *a)
+{
+    int i = 0, n = 0;
+    char tail;
+    if (sscanf(val, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n || n > 1000000)
+        return v4r_cli_usage_error("encode", "--shard: '%s' is not I/N with 1 <= I <= N", val);
+    a->shard_index = i;
+    a->shard_count = n;
+    return 0;
+}
+
+/* The vectors, and with a dataset the ids of the items that got one (with --shard: a part). */
 static int write_outputs(const encode_args *a, const float *vec, const uint8_t *has, size_t n_rows, size_t dim,
                          size_t n_seq, size_t n_texts, const v4r_dataset *ds, v4r_err *err)
 {
-    int rc = v4r_npy_write(a->output, vec, n_rows, dim, err);
-    if (!rc && ds) {
+    int rc = a->shard ? write_part(a, vec, has, dim, ds, err) : v4r_npy_write(a->output, vec, n_rows, dim, err);
+    if (!rc && ds && !a->shard) {
         char *cov = a->covered_out ? v4r_strdup(a->covered_out) : v4r_cli_beside(a->output, ".covered.txt");
         rc = write_covered(cov, ds, has, err);
         if (!rc)
@@ -506,6 +598,9 @@ static int check_args(encode_args *a)
         rc = v4r_cli_usage_error("encode", "--text-template applies to --input texts, not --titles");
     if (!rc && uses_title && !a->dataset)
         rc = v4r_cli_usage_error("encode", "--text-template: {title} needs --dataset (the titles are in its items.tsv)");
+    if (!rc && a->shard_count && (!a->dataset || a->tfidf || a->covered_out))
+        rc = v4r_cli_usage_error("encode", "--shard needs --dataset, and not --tfidf (its idf is fitted on the whole "
+                                           "input) nor --covered-out (the part's manifest lists its covered items)");
     if (!rc && a->empty_reference && a->tfidf)
         rc = v4r_cli_usage_error("encode", "--empty reference needs --model (the TF-IDF encoder has no vector for an "
                                            "empty text)");
@@ -524,6 +619,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"cache-model", required_argument, 0, 'M'}, {"cache-prompt-hash", required_argument, 0, 'H'},
         {"tfidf", no_argument, 0, 'T'},         {"dim", required_argument, 0, 'D'},
         {"text-template", required_argument, 0, 'X'}, {"empty", required_argument, 0, 'E'},
+        {"shard", required_argument, 0, 'S'},
         {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
@@ -544,6 +640,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         case 'M': a->cache_model = optarg; break;
         case 'H': a->cache_prompt_hash = optarg; break;
         case 'X': a->text_template = optarg; break;
+        case 'S': rc = parse_shard(optarg, a); break;
         case 'E':
             if (strcmp(optarg, "zero") && strcmp(optarg, "reference"))
                 return v4r_cli_usage_error("encode", "--empty must be zero or reference, not '%s'", optarg);
@@ -589,6 +686,11 @@ static int run_encode(const encode_args *a, v4r_err *err)
     text_list l = {0};
     v4r_encoder *enc = NULL;
     int have_ds = 0;
+    if (a->shard_count) { /* a part being rewritten is unfinished until its new manifest is there */
+        char *manifest = v4r_cli_beside(a->output, ".part.json");
+        unlink(manifest);
+        free(manifest);
+    }
     int rc = a->dataset ? v4r_dataset_load(a->dataset, &ds, err) : V4R_OK;
     have_ds = a->dataset && !rc;
     if (!rc && a->input && a->kind == IN_CACHE)
@@ -607,17 +709,26 @@ static int run_encode(const encode_args *a, v4r_err *err)
         rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);
     if (!rc && a->text_template)
         apply_template(a, &l, have_ds ? &ds : NULL, row);
+    encode_shard shard = {.model_dir = model_dir};
+    encode_args with_shard = *a;
+    if (!rc && a->shard_count) {
+        keep_shard(a, &l, &ds, row, &shard);
+        with_shard.shard = &shard;
+        a = &with_shard;
+    }
+    size_t n_rows = a->shard ? shard.n : have_ds ? ds.n_items : l.n;
     if (!rc) {
         double t0 = v4r_now();
         if (a->tfidf)
-            rc = encode_rows_tfidf(a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+            rc = encode_rows_tfidf(a, &l, row, n_rows, have_ds ? &ds : NULL, err);
         else
-            rc = encode_rows(enc, a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+            rc = encode_rows(enc, a, &l, row, n_rows, have_ds ? &ds : NULL, err);
         if (!rc)
             v4r_info("encoded %zu texts in %.1fs into %s%s", l.n, v4r_now() - t0, a->output,
                      a->tfidf ? " with " V4R_TFIDF_NAME ", not Sentence-BERT" : "");
     }
     free(row);
+    free(shard.item);
     free(model_dir);
     v4r_encoder_free(enc);
     list_free(&l);
