@@ -352,6 +352,11 @@ void ivf_scan(const v4r_index *ix, const size_t *order, size_t n, const float *p
     probe_lists(ix, order, n, prof, st, qoff, &qs);
     for (size_t l = 0; l < nlist; l++)
         max_q = qoff[l + 1] - qoff[l] > max_q ? (size_t)(qoff[l + 1] - qoff[l]) : max_q;
+    double work = 0; /* item scores to compute: below about 64k per thread, threads cost more than they save */
+    for (size_t l = 0; l < nlist; l++)
+        work += (double)(ix->list_off[l + 1] - ix->list_off[l]) * (double)(qoff[l + 1] - qoff[l]);
+    if (threads > 1 && work < 65536.0 * threads)
+        threads = work < 2 * 65536.0 ? 1 : (int)(work / 65536.0);
     if (threads < 2 || qoff[nlist] < 2) {
         scan_lists(ix, qoff, qs, prof, st, 0, nlist, max_q);
     } else {
