@@ -24,6 +24,15 @@ typedef struct {
     size_t check_k;           /* the K of that recall (default 10) */
     uint64_t seed;            /* the sample's seed */
     const char *vectors_source; /* recorded in the meta (the vectors spec); NULL = not recorded */
+    /* IVF (approximate search): a spherical k-means coarse quantizer and inverted lists */
+    int ivf;                  /* 1 = write the IVF section (format version 2) */
+    size_t nlist;             /* lists; 0 = 4 sqrt(n_items) rounded (at most n_items) */
+    size_t nprobe;            /* the default lists probed; 0 = the smallest of 1, 2, 4, ... (then
+                                 nlist) whose Recall@check_k against exact search reaches
+                                 ivf_target on the sampled users */
+    double ivf_target;        /* default 0.98 */
+    size_t train_per_list;    /* k-means sample: at most this many vectors per list (default 64) */
+    size_t iterations;        /* k-means iterations (default 10) */
 } v4r_index_build_opts;
 
 void v4r_index_build_defaults(v4r_index_build_opts *o);
@@ -37,6 +46,11 @@ typedef struct {
     size_t recall_users;
     char checksum[65]; /* hex sha256 of everything after the header */
     char version[128];
+    /* IVF (nlist = 0: none): the default nprobe and its Recall@K against exact search of the same
+     * storage and against exact float32, over recall_users sampled users (-1: not measured) */
+    size_t nlist, nprobe, ivf_queries;
+    double ivf_recall_vs_exact, ivf_recall_vs_f32;
+    double ivf_seconds; /* k-means and lists */
 } v4r_index_build_report;
 
 /* Builds the index of a dataset's items (vectors: one row per dataset item; rows are L2-normalized
@@ -60,6 +74,11 @@ v4r_index_dtype v4r_index_storage(const v4r_index *ix);
 const char *v4r_index_version(const v4r_index *ix);  /* the label */
 const char *v4r_index_checksum(const v4r_index *ix); /* hex sha256 */
 double v4r_index_recall_vs_f32(const v4r_index *ix); /* as measured at build; -1 unknown */
+size_t v4r_index_nlist(const v4r_index *ix);          /* IVF lists; 0 = no IVF section */
+size_t v4r_index_nprobe(const v4r_index *ix);         /* the IVF's default nprobe; 0 = no IVF */
+/* The IVF's Recall@K at the default nprobe as measured at build: against exact search of the same
+ * storage (vs_f32 = 0) or against exact float32 (vs_f32 = 1); -1 unknown. */
+double v4r_index_ivf_recall(const v4r_index *ix, int vs_f32);
 /* Build facts as one JSON object (dataset, vectors source, created time, options, recall check). */
 const char *v4r_index_meta_json(const v4r_index *ix);
 
@@ -85,7 +104,11 @@ typedef struct {
     const int32_t *candidates;/* NULL = every item; else only these (any order, repeats allowed) */
     size_t n_candidates;
     size_t k;                 /* at most kmax of v4r_index_search */
+    size_t nprobe;            /* IVF index: lists probed; 0 = the index's default; nprobe >= nlist
+                                 gives the exact lists; V4R_INDEX_EXACT = the exact scan. Without an
+                                 IVF section every search is exact. */
 } v4r_index_query;
+#define V4R_INDEX_EXACT SIZE_MAX
 
 /* Answers nq queries with one matrix product over the catalog (in cache-sized item blocks): for
  * query q, top_items[q * kmax + j] / top_scores[...] for j < k by (score desc, item index asc);
@@ -98,6 +121,10 @@ typedef struct {
  * non-finite vector is V4R_EINPUT; k > kmax is V4R_EUSAGE. */
 int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
                      int32_t *top_items, float *top_scores, v4r_err *err);
+/* With an IVF section, a query probes its nprobe lists whose centroids score highest against the
+ * profile (score desc, list asc), scores their items with the same kernels (the same bits as the
+ * exact scan: no re-rank is needed) and keeps the same order and masks; the lists miss only items
+ * outside the probed lists. */
 /* v4r_index_search with the catalog scan split over `threads` OpenMP threads by item ranges (one
  * query's latency falls with the threads); the same lists and scores, bit for bit. */
 int v4r_index_search_threads(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,

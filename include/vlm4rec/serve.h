@@ -21,6 +21,7 @@ typedef struct {
     size_t max_k;           /* largest k a request may ask (default 1000) */
     unsigned timeout_s;     /* idle connection timeout (default 10) */
     size_t max_connections; /* open connections at most (default 1000, less when the fd limit is lower) */
+    size_t nprobe;          /* IVF index: lists a request probes unless it says; 0 = the index's default */
 } v4r_serve_opts;
 
 void v4r_serve_defaults(v4r_serve_opts *o);

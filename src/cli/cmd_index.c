@@ -28,6 +28,14 @@ static const char *build_help =
     "  --check-k K            the K of that recall (default 10)\n"
     "  --seed S               the sample's seed (default 0)\n"
     "  --threads N            worker threads of the recall check (default: all cores)\n"
+    "  --ivf                  also write an IVF section (approximate search for large catalogs):\n"
+    "                         spherical k-means lists, searched by probing the nearest lists\n"
+    "  --nlist N              IVF lists (default 4 sqrt(items), rounded)\n"
+    "  --nprobe N             the default lists probed (default: the smallest of 1, 2, 4, ... whose\n"
+    "                         Recall@K against exact search reaches --ivf-recall on the check)\n"
+    "  --ivf-recall R         that recall target (default 0.98)\n"
+    "  --train-per-list N     k-means sample: at most N vectors per list (default 64)\n"
+    "  --iterations N         k-means iterations (default 10)\n"
     "  -q, --quiet            no progress lines\n";
 
 static const char *info_help =
@@ -58,6 +66,23 @@ static int parse_splits(const char *val, unsigned *out)
     return rc;
 }
 
+static int positive_size(const char *cmd, const char *opt, const char *val, size_t *out)
+{
+    int rc = v4r_opt_size(cmd, opt, val, out);
+    if (!rc && *out == 0)
+        rc = v4r_cli_usage_error(cmd, "--%s must be at least 1", opt);
+    return rc;
+}
+
+static int parse_target(const char *cmd, const char *val, double *out)
+{
+    char *end;
+    *out = strtod(val, &end);
+    if (end == val || *end || !(*out > 0 && *out <= 1))
+        return v4r_cli_usage_error(cmd, "--ivf-recall must be a number in (0, 1], not '%s'", val);
+    return 0;
+}
+
 typedef struct {
     const char *dataset, *vectors, *output;
     v4r_index_build_opts o;
@@ -73,6 +98,9 @@ static int parse_build(int argc, char **argv, build_args *a)
         {"check-users", required_argument, 0, 'c'}, {"check-k", required_argument, 0, 'k'},
         {"seed", required_argument, 0, 's'},        {"threads", required_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
+        {"ivf", no_argument, 0, 'I'},               {"nlist", required_argument, 0, 'n'},
+        {"nprobe", required_argument, 0, 'N'},      {"ivf-recall", required_argument, 0, 'R'},
+        {"train-per-list", required_argument, 0, 'T'}, {"iterations", required_argument, 0, 'i'},
         {0, 0, 0, 0}};
     const char *cmd = "index build";
     v4r_index_build_defaults(&a->o);
@@ -97,6 +125,12 @@ static int parse_build(int argc, char **argv, build_args *a)
         case 'k': rc = v4r_opt_size(cmd, "check-k", optarg, &a->o.check_k); break;
         case 's': rc = v4r_opt_u64(cmd, "seed", optarg, &a->o.seed); break;
         case 'j': rc = v4r_opt_threads(cmd, optarg); break;
+        case 'I': a->o.ivf = 1; break;
+        case 'n': rc = positive_size(cmd, "nlist", optarg, &a->o.nlist); break;
+        case 'N': rc = positive_size(cmd, "nprobe", optarg, &a->o.nprobe); break;
+        case 'R': rc = parse_target(cmd, optarg, &a->o.ivf_target); break;
+        case 'T': rc = positive_size(cmd, "train-per-list", optarg, &a->o.train_per_list); break;
+        case 'i': rc = positive_size(cmd, "iterations", optarg, &a->o.iterations); break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(build_help, stdout); return -1;
         default: return v4r_cli_usage_error(cmd, "bad option");
@@ -106,6 +140,8 @@ static int parse_build(int argc, char **argv, build_args *a)
         rc = v4r_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!rc && (!a->dataset || !a->vectors || !a->output))
         rc = v4r_cli_usage_error(cmd, "--dataset, --vectors and -o are required");
+    if (!rc && !a->o.ivf && (a->o.nlist || a->o.nprobe))
+        rc = v4r_cli_usage_error(cmd, "--nlist and --nprobe need --ivf");
     if (!rc && a->o.label && (!a->o.label[0] || strlen(a->o.label) > 127))
         rc = v4r_cli_usage_error(cmd, "--label must have 1 to 127 bytes");
     return rc;
@@ -125,6 +161,12 @@ static void print_build(const build_args *a, const v4r_index_build_report *r)
         printf("recall vs float32: not measured\n");
     else
         printf("recall@%zu vs float32: %.4f over %zu users\n", a->o.check_k, r->recall_vs_f32, r->recall_users);
+    if (r->nlist && r->ivf_recall_vs_exact >= 0)
+        printf("ivf: %zu lists, nprobe %zu: recall@%zu %.4f vs exact, %.4f vs float32 over %zu queries (%.1f s)\n",
+               r->nlist, r->nprobe, a->o.check_k, r->ivf_recall_vs_exact, r->ivf_recall_vs_f32, r->ivf_queries,
+               r->ivf_seconds);
+    else if (r->nlist)
+        printf("ivf: %zu lists, nprobe %zu (recall not measured) (%.1f s)\n", r->nlist, r->nprobe, r->ivf_seconds);
     printf("sha256: %s\n", r->checksum);
 }
 
@@ -185,6 +227,9 @@ static void print_info(const v4r_index *ix, const char *path, int verified)
         printf("recall vs float32: not measured\n");
     else
         printf("recall vs float32: %.4f\n", recall);
+    if (v4r_index_nlist(ix))
+        printf("ivf: %zu lists, default nprobe %zu, recall vs exact %.4f\n", v4r_index_nlist(ix), v4r_index_nprobe(ix),
+               v4r_index_ivf_recall(ix, 0));
     printf("meta: %s\n", v4r_index_meta_json(ix));
 }
 

@@ -37,6 +37,8 @@ static const char *serve_help =
     "  --watch                reload when the index file changes (checked every second)\n"
     "  --timeout S            idle connection timeout in seconds (default 10)\n"
     "  --max-connections N    open connections at most (default 1000)\n"
+    "  --nprobe N             an IVF index's lists probed when a request gives no \"nprobe\"\n"
+    "                         (default: the index's own, chosen at build)\n"
     "  -q, --quiet            no log lines but warnings\n";
 
 typedef struct {
@@ -100,7 +102,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"token-file", required_argument, 0, 't'}, {"access-log", required_argument, 0, 'a'},
         {"watch", no_argument, 0, 'w'},            {"timeout", required_argument, 0, 'T'},
         {"max-connections", required_argument, 0, 'C'}, {"workers", required_argument, 0, 'W'},
-        {"quiet", no_argument, 0, 'q'},
+        {"quiet", no_argument, 0, 'q'},            {"nprobe", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     v4r_serve_defaults(&a->o);
     int c, rc = 0;
@@ -123,6 +125,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         case 'w': a->watch = 1; break;
         case 'T': rc = parse_timeout(optarg, &a->o.timeout_s); break;
         case 'C': rc = positive("max-connections", optarg, &a->o.max_connections); break;
+        case 'N': rc = positive("nprobe", optarg, &a->o.nprobe); break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(serve_help, stdout); return -1;
         default: return v4r_cli_usage_error("serve", "bad option");

@@ -39,7 +39,7 @@ enum {
     AT_SECTIONS = 96, /* IX_NSECTIONS x (offset u64, length u64) */
     AT_LABEL = 240,
     AT_BODY_SHA = 368,
-    AT_RESERVED = 432,
+    AT_IVF = 432, /* version 2: the IVF section (offset u64, length u64); version 1: zero */
 };
 
 const char *v4r_index_dtype_name(v4r_index_dtype t)
@@ -127,6 +127,8 @@ void ix_header_encode(const ix_header *h, unsigned char *out)
         put_u64(out + AT_SECTIONS + 16 * s, h->sec[s].off);
         put_u64(out + AT_SECTIONS + 16 * s + 8, h->sec[s].len);
     }
+    put_u64(out + AT_IVF, h->ivf.off);
+    put_u64(out + AT_IVF + 8, h->ivf.len);
     memcpy(out + AT_LABEL, h->label, strnlen(h->label, IX_LABEL_BYTES - 1));
     memcpy(out + AT_BODY_SHA, h->body_sha, 64);
     char hex[65];
@@ -154,6 +156,8 @@ static void header_decode(const unsigned char *in, ix_header *h)
         h->sec[s].off = get_u64(in + AT_SECTIONS + 16 * s);
         h->sec[s].len = get_u64(in + AT_SECTIONS + 16 * s + 8);
     }
+    h->ivf.off = get_u64(in + AT_IVF);
+    h->ivf.len = get_u64(in + AT_IVF + 8);
     memcpy(h->label, in + AT_LABEL, IX_LABEL_BYTES);
     h->label[IX_LABEL_BYTES - 1] = 0;
     memcpy(h->body_sha, in + AT_BODY_SHA, 64);
@@ -174,6 +178,8 @@ void ix_attach(v4r_index *ix)
     ix->hist = (const int32_t *)(const void *)(b + s[SEC_HIST_ITEMS].off);
     ix->meta = (const char *)(b + s[SEC_META].off);
     ix->n_panels = (size_t)((ix->h.n_items + IX_PANEL - 1) / IX_PANEL);
+    if (ix->h.ivf.len)
+        ivf_attach(ix);
 }
 
 /* ---- checks ---- */
@@ -227,9 +233,13 @@ static uint64_t expected_len(const ix_header *h, int s)
 static int check_sections(const ix_header *h, uint64_t size, const char *path, v4r_err *err)
 {
     uint64_t end = IX_HEADER_BYTES;
-    for (int s = 0; s < IX_NSECTIONS; s++) {
-        const ix_section *c = &h->sec[s];
-        const char *name = ix_section_names[s];
+    /* in file order; the IVF section (when there is one) lies between history_items and meta */
+    for (int at = 0; at <= IX_NSECTIONS; at++) {
+        int s = at < SEC_META ? at : at == SEC_META ? -1 : SEC_META;
+        if (s < 0 && !h->ivf.len)
+            continue;
+        const ix_section *c = s < 0 ? &h->ivf : &h->sec[s];
+        const char *name = s < 0 ? "ivf" : ix_section_names[s];
         if (c->off % IX_ALIGN)
             return bad(err, path, "section '%s': offset %llu is not a multiple of %d", name,
                        (unsigned long long)c->off, IX_ALIGN);
@@ -239,7 +249,7 @@ static int check_sections(const ix_header *h, uint64_t size, const char *path, v
         if (c->off > size || c->len > size - c->off)
             return bad(err, path, "section '%s': offset %llu + length %llu is past the end of the file (%llu bytes)",
                        name, (unsigned long long)c->off, (unsigned long long)c->len, (unsigned long long)size);
-        uint64_t want = expected_len(h, s);
+        uint64_t want = s < 0 ? UINT64_MAX : expected_len(h, s); /* the IVF's: checked with its sub-header */
         if (want != UINT64_MAX && c->len != want)
             return bad(err, path, "section '%s': length %llu, the counts in the header give %llu", name,
                        (unsigned long long)c->len, (unsigned long long)want);
@@ -323,9 +333,6 @@ static int check_header_text(const unsigned char *b, const char *path, v4r_err *
     for (int i = 0; i < 64; i++)
         if (!strchr("0123456789abcdef", b[AT_BODY_SHA + i]) || !b[AT_BODY_SHA + i])
             return bad(err, path, "header field 'sha256' is not 64 hex digits");
-    for (int i = AT_RESERVED; i < IX_HEADER_SHA_AT; i++)
-        if (b[i])
-            return bad(err, path, "header bytes %d..%d (reserved) are not zero", AT_RESERVED, IX_HEADER_SHA_AT - 1);
     char hex[65];
     v4r_sha256_hex(b, IX_HEADER_SHA_AT, hex);
     if (memcmp(hex, b + IX_HEADER_SHA_AT, 64) != 0)
@@ -358,9 +365,12 @@ static int check_all(v4r_index *ix, const char *path, int verify, v4r_err *err)
     if (memcmp(b, IX_MAGIC, 8) != 0)
         return bad(err, path, "header field 'magic': not an index file (it does not start with %s)", IX_MAGIC);
     header_decode(b, &ix->h);
-    if (ix->h.version != IX_VERSION)
-        return bad(err, path, "header field 'version': format version %u, this build reads version %d",
-                   ix->h.version, IX_VERSION);
+    if (ix->h.version != IX_VERSION && ix->h.version != IX_VERSION_IVF)
+        return bad(err, path, "header field 'version': format version %u, this build reads versions %d and %d",
+                   ix->h.version, IX_VERSION, IX_VERSION_IVF);
+    if ((ix->h.version == IX_VERSION) != (ix->h.ivf.off == 0 && ix->h.ivf.len == 0))
+        return bad(err, path, "header field 'ivf': %s", ix->h.version == IX_VERSION
+                   ? "bytes 432..447 must be zero in a version 1 file" : "a version 2 file must have an IVF section");
     if (ix->h.file_bytes != ix->size)
         return bad(err, path, "header field 'file_bytes': %llu, the file has %zu bytes (%s)",
                    (unsigned long long)ix->h.file_bytes, ix->size,
@@ -382,6 +392,8 @@ static int check_all(v4r_index *ix, const char *path, int verify, v4r_err *err)
         rc = check_scales(ix, path, err);
     if (!rc)
         rc = check_meta(ix, path, err);
+    if (!rc && ix->h.ivf.len)
+        rc = ivf_check(ix, path, err);
     if (!rc && verify) {
         char hex[65];
         v4r_sha256_hex(b + IX_HEADER_BYTES, ix->size - IX_HEADER_BYTES, hex);
@@ -467,6 +479,12 @@ const char *v4r_index_version(const v4r_index *ix) { return ix->h.label; }
 const char *v4r_index_checksum(const v4r_index *ix) { return ix->h.body_sha; }
 double v4r_index_recall_vs_f32(const v4r_index *ix) { return ix->h.recall; }
 const char *v4r_index_meta_json(const v4r_index *ix) { return ix->meta; }
+size_t v4r_index_nlist(const v4r_index *ix) { return (size_t)ix->ivf.nlist; }
+size_t v4r_index_nprobe(const v4r_index *ix) { return (size_t)ix->ivf.nprobe; }
+double v4r_index_ivf_recall(const v4r_index *ix, int vs_f32)
+{
+    return !ix->ivf.nlist ? -1 : vs_f32 ? ix->ivf.recall_vs_f32 : ix->ivf.recall_vs_exact;
+}
 
 const char *v4r_index_item_id(const v4r_index *ix, int32_t item) { return ix->item_str + ix->item_off[item]; }
 const char *v4r_index_user_id(const v4r_index *ix, int32_t user) { return ix->user_str + ix->user_off[user]; }

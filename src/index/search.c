@@ -6,16 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rec/rank_internal.h"
-
 enum { CHUNK_BYTES = 256 * 1024 }; /* vector bytes scanned per pass over the query groups */
-
-/* One query's working state. */
-typedef struct {
-    v4r_topk top;
-    uint64_t *blocked; /* bit per item: never returned */
-    int direct;        /* few candidates: scored one by one */
-} query_state;
 
 static int check_list(const int32_t *v, size_t n, size_t n_items, size_t q, const char *what, v4r_err *err)
 {
@@ -59,7 +50,7 @@ static void set_bits(uint64_t *bits, const int32_t *v, size_t n)
         bits[v[i] >> 6] |= (uint64_t)1 << (v[i] & 63);
 }
 
-static int is_set(const uint64_t *bits, int32_t i) { return (int)(bits[i >> 6] >> (i & 63) & 1); }
+
 
 /* The blocked items of a query: history (unless kept), exclusions, and everything but the candidates. */
 static void block_items(const v4r_index_query *qr, size_t words, uint64_t *bits)
@@ -86,7 +77,7 @@ static void search_direct(const v4r_index *ix, const v4r_index_query *qr, const 
     memcpy(c, qr->candidates, qr->n_candidates * sizeof *c);
     qsort(c, qr->n_candidates, sizeof *c, cmp_i32);
     for (size_t i = 0; i < qr->n_candidates; i++)
-        if ((i == 0 || c[i] != c[i - 1]) && !is_set(st->blocked, c[i]))
+        if ((i == 0 || c[i] != c[i - 1]) && !ix_is_set(st->blocked, c[i]))
             v4r_topk_offer(&st->top, ix_score_item(ix, prof, c[i]), c[i]);
     free(c);
 }
@@ -101,25 +92,18 @@ static void offer_scores(query_state *st, const float *s, size_t n, int32_t firs
         /* full: a later item with an equal score never wins */
         if (t->n == t->kmax && !(s[j] > t->heap[0].s))
             continue;
-        if (!is_set(st->blocked, first + (int32_t)j))
+        if (!ix_is_set(st->blocked, first + (int32_t)j))
             v4r_topk_offer(t, s[j], first + (int32_t)j);
     }
 }
 
-/* A group of R scanned queries: their profiles k-major. */
-typedef struct {
-    size_t R;
-    size_t first; /* into the scan order */
-    float *a;
-} group;
-
-static size_t make_groups(const size_t *order, size_t n_scan, const float *prof, size_t d, group *g, float *a)
+size_t ix_make_groups(const size_t *order, size_t n_scan, const float *prof, size_t d, ix_group *g, float *a)
 {
     size_t ng = 0, done = 0;
     for (size_t s = 0; ix_group_sizes[s]; s++)
         while (n_scan - done >= ix_group_sizes[s]) {
             size_t R = ix_group_sizes[s];
-            g[ng] = (group){R, done, a};
+            g[ng] = (ix_group){R, done, a};
             for (size_t u = 0; u < R; u++)
                 for (size_t k = 0; k < d; k++)
                     a[k * R + u] = prof[order[done + u] * d + k];
@@ -137,10 +121,10 @@ static void scan_catalog(const v4r_index *ix, const size_t *order, size_t n_scan
     size_t d = ix->h.dim, n_items = ix->h.n_items;
     size_t panel_bytes = IX_PANEL * d * ix_dtype_size((int)ix->h.dtype);
     size_t chunk = CHUNK_BYTES / panel_bytes ? CHUNK_BYTES / panel_bytes : 1, ldo = chunk * IX_PANEL;
-    group *g = v4r_malloc(n_scan * sizeof *g);
+    ix_group *g = v4r_malloc(n_scan * sizeof *g);
     float *a = v4r_malloc(n_scan * d * sizeof *a);
     float *out = v4r_malloc(12 * ldo * sizeof *out);
-    size_t ng = make_groups(order, n_scan, prof, d, g, a);
+    size_t ng = ix_make_groups(order, n_scan, prof, d, g, a);
     for (size_t p0 = p_lo; p0 < p_hi; p0 += chunk) {
         size_t np = p_hi - p0 < chunk ? p_hi - p0 : chunk;
         size_t first = p0 * IX_PANEL, n = n_items - first < np * IX_PANEL ? n_items - first : np * IX_PANEL;
@@ -203,6 +187,17 @@ static void scan_threads(const v4r_index *ix, const size_t *order, size_t n_scan
     free(heaps);
 }
 
+/* The lists a query probes: 0 = the exact scan (no IVF, or V4R_INDEX_EXACT). */
+static size_t probes(const v4r_index *ix, size_t nprobe)
+{
+    size_t nlist = (size_t)ix->ivf.nlist;
+    if (!nlist || nprobe == V4R_INDEX_EXACT)
+        return 0;
+    if (nprobe == 0)
+        return (size_t)ix->ivf.nprobe;
+    return nprobe < nlist ? nprobe : nlist;
+}
+
 static int search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax, int threads,
                   int32_t *top_items, float *top_scores, v4r_err *err)
 {
@@ -213,12 +208,12 @@ static int search(const v4r_index *ix, const v4r_index_query *queries, size_t nq
     }
     if (nq == 0)
         return V4R_OK;
-    size_t d = ix->h.dim, words = (ix->h.n_items + 63) / 64, n_scan = 0;
+    size_t d = ix->h.dim, words = (ix->h.n_items + 63) / 64, n_scan = 0, n_ivf = 0;
     float *prof = v4r_malloc(nq * d * sizeof *prof), *tmp = v4r_malloc(d * sizeof *tmp);
     query_state *st = v4r_calloc(nq, sizeof *st);
     uint64_t *bits = v4r_malloc(nq * words * sizeof *bits);
     v4r_entry *heaps = v4r_malloc((kmax ? nq * kmax : 1) * sizeof *heaps);
-    size_t *order = v4r_malloc(nq * sizeof *order);
+    size_t *order = v4r_malloc(nq * sizeof *order), *ivf_order = v4r_malloc(nq * sizeof *ivf_order);
     for (size_t q = 0; q < nq; q++) {
         const v4r_index_query *qr = &queries[q];
         if (qr->vector)
@@ -229,13 +224,18 @@ static int search(const v4r_index *ix, const v4r_index_query *queries, size_t nq
         st[q].blocked = bits + q * words;
         block_items(qr, words, st[q].blocked);
         st[q].direct = qr->candidates && qr->n_candidates * 8 < ix->h.n_items;
+        st[q].nprobe = probes(ix, qr->nprobe);
         if (st[q].direct)
             search_direct(ix, qr, prof + q * d, &st[q]);
+        else if (st[q].nprobe)
+            ivf_order[n_ivf++] = q;
         else
             order[n_scan++] = q;
     }
     if (n_scan)
         scan_threads(ix, order, n_scan, prof, st, nq, kmax, threads);
+    if (n_ivf)
+        ivf_scan(ix, ivf_order, n_ivf, prof, st, nq, kmax, threads);
     for (size_t q = 0; q < nq; q++)
         finish(&st[q], queries[q].k, kmax, top_items + q * kmax, top_scores + q * kmax);
     free(prof);
@@ -244,6 +244,7 @@ static int search(const v4r_index *ix, const v4r_index_query *queries, size_t nq
     free(bits);
     free(heaps);
     free(order);
+    free(ivf_order);
     return V4R_OK;
 }
 

@@ -289,6 +289,8 @@ static enum MHD_Result finish_recommend(serve_request *r)
     }
     if (request_parse_recommend(r, server_index(r->srv), r->srv->o.max_k))
         return respond_answer(r);
+    if (!r->q.nprobe)
+        r->q.nprobe = r->srv->o.nprobe;
     return enqueue(r);
 }
 
@@ -301,6 +303,7 @@ static enum MHD_Result finish_similar(serve_request *r, const char *url)
     free(id);
     if (rc)
         return respond_answer(r);
+    r->q.nprobe = r->srv->o.nprobe;
     return enqueue(r);
 }
 

@@ -109,6 +109,18 @@ static int parse_k(serve_request *r, json_t *root, size_t max_k)
     return 0;
 }
 
+/* nprobe: lists an IVF index probes, an integer >= 1 (absent: the server's default). */
+static int parse_nprobe(serve_request *r, json_t *root)
+{
+    json_t *np = json_object_get(root, "nprobe");
+    if (!np || json_is_null(np))
+        return 0;
+    if (!json_is_integer(np) || json_integer_value(np) < 1)
+        return fail(r, 400, "\"nprobe\" must be an integer of at least 1");
+    r->q.nprobe = (size_t)json_integer_value(np);
+    return 0;
+}
+
 /* "user": the stored history of a known user (404 when unknown). */
 static int use_user(serve_request *r, json_t *user)
 {
@@ -135,7 +147,7 @@ static int parse_fields(serve_request *r, json_t *root, size_t max_k)
     if (keep && !json_is_boolean(keep))
         return fail(r, 400, "\"keep_history\" must be true or false");
     r->q.keep_history = json_is_true(keep);
-    if (parse_k(r, root, max_k))
+    if (parse_k(r, root, max_k) || parse_nprobe(r, root))
         return -1;
     if (json_object_get(root, "candidates") && !json_is_array(json_object_get(root, "candidates")))
         return fail(r, 400, "\"candidates\" must be an array of item ids (strings)");
