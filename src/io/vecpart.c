@@ -1,51 +1,14 @@
 /* Vector parts: one shard's rows of a per-item vector file (PART.npy) and its manifest
  * (PART.part.json) that says which dataset, model, options and items the rows belong to; the
- * sha256 of files and of a model directory. docs/cluster.md describes the format field by field. */
+ * fingerprint of a model directory. docs/cluster.md describes the format field by field. */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "vlm4rec/io.h"
-
-/* ---- sha256 ---- */
-
-static void to_hex(const unsigned char *md, char hex[65])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = 0;
-}
-
-int v4r_sha256_file(const char *path, char hex[65], v4r_err *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return v4r_fail(err, V4R_EIO, "%s: cannot open: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-    unsigned char *buf = v4r_malloc(1 << 20), md[EVP_MAX_MD_SIZE];
-    size_t got;
-    while (ok && (got = fread(buf, 1, 1 << 20, fp)) > 0)
-        ok = EVP_DigestUpdate(ctx, buf, got) == 1;
-    int read_error = ferror(fp);
-    unsigned int len = 0;
-    ok = ok && !read_error && EVP_DigestFinal_ex(ctx, md, &len) == 1 && len == 32;
-    EVP_MD_CTX_free(ctx);
-    fclose(fp);
-    free(buf);
-    if (!ok)
-        return v4r_fail(err, read_error ? V4R_EIO : V4R_EINTERNAL, "%s: cannot compute its sha256%s", path,
-                        read_error ? " (read error)" : "");
-    to_hex(md, hex);
-    return V4R_OK;
-}
 
 /* The files of a model directory that make its numbers: *.json, *.txt and *.safetensors, also in
  * subfolders (1_Pooling/); hidden ones skipped. Relative paths appended to *names. */
@@ -80,15 +43,6 @@ static void model_files(const char *dir, const char *rel, int depth, char ***nam
     free(path);
 }
 
-static void sha256_str(const void *data, size_t n, char hex[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
-        memset(md, 0, sizeof md); /* libcrypto cannot fail here short of a broken install */
-    to_hex(md, hex);
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int v4r_model_fingerprint(const char *dir, char hex[65], v4r_err *err)
@@ -113,7 +67,7 @@ int v4r_model_fingerprint(const char *dir, char hex[65], v4r_err *err)
         free(path);
     }
     if (!rc)
-        sha256_str(listing, len, hex);
+        v4r_sha256_hex(listing, len, hex);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
