@@ -730,8 +730,11 @@ static int run_encode(const encode_args *a, v4r_err *err)
             rc = encode_rows_tfidf(a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
         else
             rc = encode_rows(enc, a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+        size_t kept = 0;
+        for (size_t i = 0; l.skip && i < l.n; i++)
+            kept += l.skip[i];
         if (!rc)
-            v4r_info("encoded %zu texts in %.1fs into %s%s", l.n, v4r_now() - t0, a->output,
+            v4r_info("encoded %zu texts in %.1fs into %s%s", l.n - kept, v4r_now() - t0, a->output,
                      a->tfidf ? " with " V4R_TFIDF_NAME ", not Sentence-BERT" : "");
     }
     if (a->ru)
