@@ -14,6 +14,7 @@
 #include "vlm4rec/data.h"
 #include "vlm4rec/ground.h"
 #include "vlm4rec/io.h"
+#include "vlm4rec/pipeline.h"
 #include "vlm4rec/vision.h"
 
 static const char *embed_help =
@@ -39,11 +40,16 @@ static const char *embed_help =
     "                     OUT is a part: the shard's rows and OUT with .part.json in place of .npy\n"
     "                     (its items, which got a vector, why the others did not), which\n"
     "                     'vlm4rec vectors merge' joins (docs/cluster.md)\n"
+    "  --reuse PREV.npy   copy the rows of PREV (an earlier output, with its PREV.keys.tsv) whose\n"
+    "                     key is unchanged and embed only the other items; a key is the sha256 of\n"
+    "                     the model's files and the image file's bytes. The keys go to OUT.keys.tsv;\n"
+    "                     the log says how many items were new, changed, reused, removed, failed\n"
+    "  --incremental      --reuse OUT when OUT and its keys exist (else embed everything)\n"
     "Batch size, chunk size and threads change the speed, never the numbers.\n";
 
 typedef struct {
-    const char *model, *dataset, *output, *covered_out;
-    int offline;
+    const char *model, *dataset, *output, *covered_out, *reuse;
+    int offline, incremental;
     size_t batch, chunk;
     int shard_index, shard_count; /* --shard I/N; count 0: no shard */
 } embed_args;
@@ -58,6 +64,11 @@ typedef struct {
     size_t *sel;    /* per row: the dataset index of its item (all items, or the shard's) */
     char **path;    /* per item: the file to read, or NULL */
     char **pre_why; /* per item without a file: why */
+    int reusing;    /* --reuse or --incremental: per item its key and the earlier row to copy */
+    v4r_reuse prev;
+    char **key;
+    const float **copy;
+    v4r_reuse_counts c;
 } embed_job;
 
 /* ---- small helpers ---- */
@@ -300,6 +311,9 @@ static int write_vectors(const embed_job *j, v4r_err *err)
         char *npy = chunk_file(j, c, "npy");
         v4r_matrix m;
         rc = v4r_npy_read(npy, &m, err);
+        for (size_t r = 0; !rc && j->copy && r < m.rows; r++)
+            if (j->copy[c * j->a->chunk + r]) /* an unchanged item: its earlier row, bit for bit */
+                memcpy(m.data + r * m.cols, j->copy[c * j->a->chunk + r], m.cols * sizeof *m.data);
         if (!rc)
             fwrite(m.data, sizeof(float), m.rows * m.cols, out.fp);
         if (!rc)
@@ -443,18 +457,43 @@ static int parse_shard(const char *val, embed_args *a)
     return 0;
 }
 
+/* OUT.keys.tsv: failed items keep no key (they are tried again); the counts go to the log. */
+static int write_keys(embed_job *j, char **why, v4r_err *err)
+{
+    for (size_t i = 0; i < j->n; i++)
+        if (why[i]) {
+            free(j->key[i]);
+            j->key[i] = v4r_strdup("-");
+            j->c.n_failed++;
+        }
+    v4r_reuse_count_removed(&j->prev, &j->ds.item_index, &j->c);
+    int rc = v4r_reuse_write(j->a->output, j->ds.item_id, j->key, j->n, &j->c, err);
+    char *counts = v4r_reuse_counts_text(&j->c);
+    if (!rc)
+        v4r_info("items: %s", counts);
+    free(counts);
+    return rc;
+}
+
 static int finish(embed_job *j, double t0, v4r_err *err)
 {
     char **why = v4r_calloc(j->n ? j->n : 1, sizeof *why);
     char *fail_path = v4r_cli_beside(j->a->output, ".failures.tsv");
     char *cov_path = j->a->covered_out ? v4r_strdup(j->a->covered_out) : v4r_cli_beside(j->a->output, ".covered.txt");
     int rc = read_failures(j, why, err);
+    for (size_t i = 0; j->copy && i < j->n; i++)
+        if (j->copy[i]) { /* reused: not a failure */
+            free(why[i]);
+            why[i] = NULL;
+        }
     if (!rc)
         rc = write_vectors(j, err);
     if (!rc && j->a->shard_count)
         rc = write_part(j, why, err);
     else if (!rc)
         rc = write_lists(j, why, fail_path, cov_path, err);
+    if (!rc && j->reusing)
+        rc = write_keys(j, why, err);
     if (!rc) {
         clear_partial(j->partial, 1);
         report(j, why, fail_path, v4r_now() - t0);
@@ -475,7 +514,8 @@ static int parse_args(int argc, char **argv, embed_args *a)
         {"batch-size", required_argument, 0, 'b'}, {"chunk-size", required_argument, 0, 'k'},
         {"threads", required_argument, 0, 'j'},    {"offline", no_argument, 0, 'O'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {"shard", required_argument, 0, 'S'},      {0, 0, 0, 0}};
+        {"shard", required_argument, 0, 'S'},      {"reuse", required_argument, 0, 'R'},
+        {"incremental", no_argument, 0, 'I'},      {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
@@ -489,6 +529,8 @@ static int parse_args(int argc, char **argv, embed_args *a)
         case 'j': rc = v4r_opt_threads("embed-images", optarg); break;
         case 'O': a->offline = 1; break;
         case 'S': rc = parse_shard(optarg, a); break;
+        case 'R': a->reuse = optarg; break;
+        case 'I': a->incremental = 1; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(embed_help, stdout); return -1;
         default: return v4r_cli_usage_error("embed-images", "bad option");
@@ -498,12 +540,51 @@ static int parse_args(int argc, char **argv, embed_args *a)
         rc = v4r_cli_usage_error("embed-images", "unexpected argument '%s'", argv[optind]);
     if (!rc && (!a->model || !a->dataset || !a->output))
         rc = v4r_cli_usage_error("embed-images", "--model, --dataset and -o are required");
+    if (!rc && a->reuse && !v4r_file_exists(a->reuse))
+        rc = v4r_cli_usage_error("embed-images", "--reuse: '%s' does not exist", a->reuse);
     if (!rc && (a->batch == 0 || a->chunk == 0))
         rc = v4r_cli_usage_error("embed-images", "--batch-size and --chunk-size must be at least 1");
+    if (!rc && a->shard_count && (a->reuse || a->incremental))
+        rc = v4r_cli_usage_error("embed-images", "--shard makes a part; --reuse and --incremental apply to whole "
+                                                 "outputs");
     if (!rc && a->shard_count && a->covered_out)
         rc = v4r_cli_usage_error("embed-images", "--covered-out does not apply with --shard (the part's manifest lists "
                                                  "its covered items; 'vectors merge' writes the list)");
     return rc;
+}
+
+/* --reuse / --incremental: each item's key (model and image bytes); an item whose earlier row is
+ * kept gets no file to read (its chunk row is replaced by that row when the vectors are written). */
+static int plan_reuse(embed_job *j, v4r_err *err)
+{
+    char model[65], ident[128], hex[65], why[128];
+    const char *prev = j->a->reuse ? j->a->reuse : j->a->output;
+    int rc = v4r_reuse_model_id(j->model_dir, model, err);
+    if (rc)
+        return rc;
+    snprintf(ident, sizeof ident, "embed-images/1 model=%s", model);
+    if (!v4r_reuse_load(&j->prev, prev, why, sizeof why) && (j->a->reuse || v4r_file_exists(j->a->output)))
+        v4r_warn("%s: %s; embedding every image", prev, why);
+    if (j->prev.rows && j->prev.dim != j->dim)
+        v4r_reuse_free(&j->prev);
+    j->key = v4r_calloc(j->n ? j->n : 1, sizeof *j->key);
+    j->copy = v4r_calloc(j->n ? j->n : 1, sizeof *j->copy);
+    for (size_t i = 0; i < j->n; i++) {
+        if (!j->path[i] || v4r_reuse_file_hash(j->path[i], hex)) {
+            j->key[i] = v4r_strdup("-"); /* it fails below, and is tried again next time */
+            v4r_reuse_lookup(&j->prev, j->ds.item_id[i], "-", &j->c);
+            continue;
+        }
+        v4r_reuse_key(ident, hex, 64, hex);
+        j->key[i] = v4r_strdup(hex);
+        j->copy[i] = v4r_reuse_lookup(&j->prev, j->ds.item_id[i], hex, &j->c);
+        if (j->copy[i]) {
+            free(j->path[i]);
+            j->path[i] = NULL;
+            j->pre_why[i] = v4r_strdup("kept from the earlier output");
+        }
+    }
+    return V4R_OK;
 }
 
 static void job_free(embed_job *j, int have_ds)
@@ -512,6 +593,10 @@ static void job_free(embed_job *j, int have_ds)
         free(j->path[i]);
         free(j->pre_why[i]);
     }
+    for (size_t i = 0; j->key && i < j->n; i++)
+        free(j->key[i]);
+    free(j->key), free(j->copy);
+    v4r_reuse_free(&j->prev);
     free(j->path), free(j->pre_why), free(j->model_dir), free(j->partial), free(j->sel);
     v4r_vision_free(j->v);
     if (have_ds)
@@ -538,6 +623,11 @@ static int run_embed(const embed_args *a, v4r_err *err)
         j.dim = v4r_vision_dim(j.v);
         j.n_chunks = (j.n + a->chunk - 1) / a->chunk;
         locate_images(&j);
+        j.reusing = a->reuse || a->incremental;
+        if (j.reusing)
+            rc = plan_reuse(&j, err);
+    }
+    if (!rc) {
         rc = open_partial(&j, err);
     }
     if (!rc)

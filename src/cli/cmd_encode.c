@@ -11,6 +11,7 @@
 #include "vlm4rec/data.h"
 #include "vlm4rec/ground.h"
 #include "vlm4rec/io.h"
+#include "vlm4rec/pipeline.h"
 #include "vlm4rec/text.h"
 
 static const char *encode_help =
@@ -56,17 +57,25 @@ static const char *encode_help =
     "                     'ground --shard'); OUT is a part: the shard's rows and OUT with .part.json\n"
     "                     in place of .npy, which 'vlm4rec vectors merge' joins (docs/cluster.md).\n"
     "                     Not with --tfidf (its idf is fitted on the whole input)\n"
+    "  --reuse PREV.npy   with --dataset: copy the rows of PREV (an earlier output, with its\n"
+    "                     PREV.keys.tsv) whose key is unchanged, encode only the other items. A key\n"
+    "                     is the sha256 of the exact text encoded (after the template), the model's\n"
+    "                     files and --empty; with --tfidf also --dim and every text (the idf is\n"
+    "                     fitted on all of them, so any change recomputes all). The keys go to\n"
+    "                     OUT.keys.tsv; the log says how many items were new, changed, reused, removed\n"
+    "  --incremental      --reuse OUT when OUT and its keys exist (else encode everything)\n"
     "Invalid UTF-8 is an error naming the line.\n";
 
 enum { IN_TSV, IN_JSONL, IN_CACHE };
 
 typedef struct {
     const char *model, *input, *format, *dataset, *output, *covered_out;
-    const char *cache_model, *cache_prompt_hash, *text_template;
-    int titles, offline, kind, tfidf, empty_reference;
+    const char *cache_model, *cache_prompt_hash, *text_template, *reuse;
+    int titles, offline, kind, tfidf, empty_reference, incremental;
     size_t batch, dim;
     int shard_index, shard_count; /* --shard I/N; count 0: no shard */
     struct encode_shard *shard;   /* the shard's items, while a part is made */
+    struct encode_reuse *ru;      /* with a dataset: the keys, and the earlier rows to copy */
 } encode_args;
 
 /* A shard: its items (dataset indices, in dataset order; row k of the part is item[k]). */
@@ -76,12 +85,21 @@ typedef struct encode_shard {
     const char *model_dir;
 } encode_shard;
 
+/* Per output row (dataset item): its key ("-" without a vector) and the earlier row to copy. */
+typedef struct encode_reuse {
+    v4r_reuse prev;
+    char **key;
+    const float **copy;
+    v4r_reuse_counts c;
+} encode_reuse;
+
 typedef struct {
     size_t n, cap;
     char **item; /* NULL when the input has no ids */
     char **text;
     long *line;
-    int by_item; /* messages name items, not lines (a cache) */
+    int by_item;   /* messages name items, not lines (a cache) */
+    uint8_t *skip; /* texts whose row is copied from an earlier output (NULL: none) */
 } text_list;
 
 static void list_push(text_list *l, const char *item, const char *text, long line)
@@ -107,6 +125,7 @@ static void list_free(text_list *l)
     free(l->item);
     free(l->text);
     free(l->line);
+    free(l->skip);
     memset(l, 0, sizeof *l);
 }
 
@@ -222,7 +241,7 @@ static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *
     for (size_t i = 0; i < l->n; i++) {
         ids[i] = NULL;
         lens[i] = 0;
-        if (is_blank(l->text[i]) && !keep_blank)
+        if ((is_blank(l->text[i]) && !keep_blank) || (l->skip && l->skip[i]))
             continue;
         v4r_err e = {0};
         if (v4r_tokenize(tok, l->text[i], max_len, &ids[i], &lens[i], &e) != 0) {
@@ -352,10 +371,17 @@ static int parse_shard(const char *val, encode_args *a)
     return 0;
 }
 
-/* The vectors, and with a dataset the ids of the items that got one (with --shard: a part). */
-static int write_outputs(const encode_args *a, const float *vec, const uint8_t *has, size_t n_rows, size_t dim,
+/* The vectors (earlier rows copied bit for bit with --reuse), and with a dataset the ids of the
+ * items that got one (with --shard: a part). */
+static int write_outputs(const encode_args *a, float *vec, uint8_t *has, size_t n_rows, size_t dim,
                          size_t n_seq, size_t n_texts, const v4r_dataset *ds, v4r_err *err)
 {
+    for (size_t r = 0; a->ru && r < n_rows; r++)
+        if (a->ru->copy[r]) { /* bit for bit */
+            memcpy(vec + r * dim, a->ru->copy[r], dim * sizeof *vec);
+            has[r] = 1;
+            n_seq++;
+        }
     int rc = a->shard ? write_part(a, vec, has, dim, ds, err) : v4r_npy_write(a->output, vec, n_rows, dim, err);
     if (!rc && ds && !a->shard) {
         char *cov = a->covered_out ? v4r_strdup(a->covered_out) : v4r_cli_beside(a->output, ".covered.txt");
@@ -366,6 +392,21 @@ static int write_outputs(const encode_args *a, const float *vec, const uint8_t *
     }
     if (!rc && n_seq < n_texts)
         v4r_warn("%zu empty texts got no vector", n_texts - n_seq);
+    if (!rc && a->ru) {
+        for (size_t r = 0; r < n_rows; r++)
+            if (!has[r] && strcmp(a->ru->key[r], "-")) { /* a text without a single word (TF-IDF) */
+                free(a->ru->key[r]);
+                a->ru->key[r] = v4r_strdup("-");
+                a->ru->c.n_failed++;
+            }
+        a->ru->c.n_empty = n_rows - a->ru->c.n_new - a->ru->c.n_changed - a->ru->c.n_reused;
+        v4r_reuse_count_removed(&a->ru->prev, &ds->item_index, &a->ru->c);
+        rc = v4r_reuse_write(a->output, ds->item_id, a->ru->key, n_rows, &a->ru->c, err);
+        char *counts = v4r_reuse_counts_text(&a->ru->c);
+        if (!rc)
+            v4r_info("items: %s (%zu without text)", counts, a->ru->c.n_empty);
+        free(counts);
+    }
     return rc;
 }
 
@@ -384,13 +425,13 @@ static int encode_rows_tfidf(const encode_args *a, const text_list *l, const int
     const char **texts = v4r_malloc((l->n ? l->n : 1) * sizeof *texts);
     size_t *of = v4r_malloc((l->n ? l->n : 1) * sizeof *of), n = 0, n_seq = 0;
     for (size_t i = 0; i < l->n; i++)
-        if (!blank_text(l->text[i])) {
+        if (!blank_text(l->text[i]) && !(l->skip && l->skip[i])) {
             texts[n] = l->text[i];
             of[n++] = i;
         }
     float *tmp = v4r_malloc((n ? n : 1) * a->dim * sizeof *tmp), *vec = v4r_calloc(n_rows * a->dim, sizeof *vec);
     uint8_t *has = v4r_calloc(n_rows ? n_rows : 1, 1);
-    int rc = v4r_tfidf_encode(texts, n, a->dim, tmp, err);
+    int rc = n ? v4r_tfidf_encode(texts, n, a->dim, tmp, err) : V4R_OK;
     for (size_t t = 0; t < n && !rc; t++) {
         float norm = 0;
         for (size_t d = 0; d < a->dim; d++)
@@ -601,6 +642,13 @@ static int check_args(encode_args *a)
     if (!rc && a->shard_count && (!a->dataset || a->tfidf || a->covered_out))
         rc = v4r_cli_usage_error("encode", "--shard needs --dataset, and not --tfidf (its idf is fitted on the whole "
                                            "input) nor --covered-out (the part's manifest lists its covered items)");
+    if (!rc && (a->reuse || a->incremental) && !a->dataset)
+        rc = v4r_cli_usage_error("encode", "--%s needs --dataset (rows are kept by item id)",
+                                 a->reuse ? "reuse" : "incremental");
+    if (!rc && a->reuse && !v4r_file_exists(a->reuse))
+        rc = v4r_cli_usage_error("encode", "--reuse: '%s' does not exist", a->reuse);
+    if (!rc && a->shard_count && (a->reuse || a->incremental))
+        rc = v4r_cli_usage_error("encode", "--shard makes a part; --reuse and --incremental apply to whole outputs");
     if (!rc && a->empty_reference && a->tfidf)
         rc = v4r_cli_usage_error("encode", "--empty reference needs --model (the TF-IDF encoder has no vector for an "
                                            "empty text)");
@@ -620,6 +668,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"tfidf", no_argument, 0, 'T'},         {"dim", required_argument, 0, 'D'},
         {"text-template", required_argument, 0, 'X'}, {"empty", required_argument, 0, 'E'},
         {"shard", required_argument, 0, 'S'},
+        {"reuse", required_argument, 0, 'R'},   {"incremental", no_argument, 0, 'I'},
         {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
@@ -641,6 +690,8 @@ static int parse_args(int argc, char **argv, encode_args *a)
         case 'H': a->cache_prompt_hash = optarg; break;
         case 'X': a->text_template = optarg; break;
         case 'S': rc = parse_shard(optarg, a); break;
+        case 'R': a->reuse = optarg; break;
+        case 'I': a->incremental = 1; break;
         case 'E':
             if (strcmp(optarg, "zero") && strcmp(optarg, "reference"))
                 return v4r_cli_usage_error("encode", "--empty must be zero or reference, not '%s'", optarg);
@@ -680,6 +731,73 @@ static void titles_of(const v4r_dataset *ds, text_list *l)
         list_push(l, ds->item_id[i], ds->item_title[i], 0);
 }
 
+/* What identifies the numbers besides each text: the model's files and --empty, or for TF-IDF its
+ * size and the whole corpus it is fitted on. */
+static int reuse_identity(const encode_args *a, const text_list *l, const char *model_dir, char *ident, size_t n,
+                          v4r_err *err)
+{
+    char hex[65];
+    if (!a->tfidf) {
+        int rc = v4r_reuse_model_id(model_dir, hex, err);
+        snprintf(ident, n, "encode/1 model=%s empty=%s", hex, a->empty_reference ? "reference" : "zero");
+        return rc;
+    }
+    size_t total = 0, at = 0;
+    for (size_t i = 0; i < l->n; i++)
+        total += strlen(l->text[i]) + 1;
+    char *all = v4r_malloc(total + 1);
+    for (size_t i = 0; i < l->n; i++)
+        if (!blank_text(l->text[i])) { /* the texts the idf is fitted on, each ended by a NUL */
+            memcpy(all + at, l->text[i], strlen(l->text[i]) + 1);
+            at += strlen(l->text[i]) + 1;
+        }
+    v4r_sha256_hex(all, at, hex);
+    free(all);
+    snprintf(ident, n, "encode/1 tfidf dim=%zu corpus=%s", a->dim, hex);
+    return V4R_OK;
+}
+
+/* --reuse / --incremental: every row's key, and the earlier rows whose key is unchanged (their
+ * texts are not encoded again). */
+static int plan_reuse(const encode_args *a, text_list *l, const v4r_dataset *ds, const int64_t *row,
+                      const char *model_dir, size_t dim, v4r_err *err)
+{
+    encode_reuse *ru = a->ru;
+    const char *prev = a->reuse ? a->reuse : a->output;
+    char ident[256], why[128], hex[65];
+    int rc = reuse_identity(a, l, model_dir, ident, sizeof ident, err);
+    if (rc)
+        return rc;
+    if (!v4r_reuse_load(&ru->prev, prev, why, sizeof why) && (a->reuse || v4r_file_exists(a->output)))
+        v4r_warn("%s: %s; encoding every item", prev, why);
+    if (ru->prev.rows && ru->prev.dim != dim)
+        v4r_reuse_free(&ru->prev);
+    ru->key = v4r_calloc(ds->n_items ? ds->n_items : 1, sizeof *ru->key);
+    ru->copy = v4r_calloc(ds->n_items ? ds->n_items : 1, sizeof *ru->copy);
+    l->skip = v4r_calloc(l->n ? l->n : 1, 1);
+    for (size_t r = 0; r < ds->n_items; r++)
+        ru->key[r] = v4r_strdup("-");
+    for (size_t i = 0; i < l->n; i++) {
+        if (a->tfidf ? blank_text(l->text[i]) : is_blank(l->text[i]) && !a->empty_reference)
+            continue; /* no vector: nothing to keep */
+        v4r_reuse_key(ident, l->text[i], strlen(l->text[i]), hex);
+        free(ru->key[row[i]]);
+        ru->key[row[i]] = v4r_strdup(hex);
+        ru->copy[row[i]] = v4r_reuse_lookup(&ru->prev, ds->item_id[row[i]], hex, &ru->c);
+        l->skip[i] = ru->copy[row[i]] != NULL;
+    }
+    return V4R_OK;
+}
+
+static void reuse_free(encode_reuse *ru, size_t n_rows)
+{
+    for (size_t r = 0; ru->key && r < n_rows; r++)
+        free(ru->key[r]);
+    free(ru->key);
+    free(ru->copy);
+    v4r_reuse_free(&ru->prev);
+}
+
 static int run_encode(const encode_args *a, v4r_err *err)
 {
     v4r_dataset ds;
@@ -717,16 +835,23 @@ static int run_encode(const encode_args *a, v4r_err *err)
         a = &with_shard;
     }
     size_t n_rows = a->shard ? shard.n : have_ds ? ds.n_items : l.n;
+    if (!rc && a->ru)
+        rc = plan_reuse(a, &l, &ds, row, model_dir, a->tfidf ? a->dim : v4r_encoder_dim(enc), err);
     if (!rc) {
         double t0 = v4r_now();
         if (a->tfidf)
             rc = encode_rows_tfidf(a, &l, row, n_rows, have_ds ? &ds : NULL, err);
         else
             rc = encode_rows(enc, a, &l, row, n_rows, have_ds ? &ds : NULL, err);
+        size_t kept = 0;
+        for (size_t i = 0; l.skip && i < l.n; i++)
+            kept += l.skip[i];
         if (!rc)
-            v4r_info("encoded %zu texts in %.1fs into %s%s", l.n, v4r_now() - t0, a->output,
+            v4r_info("encoded %zu texts in %.1fs into %s%s", l.n - kept, v4r_now() - t0, a->output,
                      a->tfidf ? " with " V4R_TFIDF_NAME ", not Sentence-BERT" : "");
     }
+    if (a->ru)
+        reuse_free(a->ru, have_ds ? ds.n_items : 0);
     free(row);
     free(shard.item);
     free(model_dir);
@@ -740,10 +865,13 @@ static int run_encode(const encode_args *a, v4r_err *err)
 int v4r_cmd_encode(int argc, char **argv)
 {
     encode_args a = {0};
+    encode_reuse ru = {0};
     a.dim = 1024;
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (a.reuse || a.incremental)
+        a.ru = &ru;
     v4r_err err = {0};
     rc = run_encode(&a, &err);
     return rc ? v4r_cli_report(&err) : 0;
