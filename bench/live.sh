@@ -50,10 +50,12 @@ rounds() {
 }
 
 summary() { # summary FILE: median and max of the POST and similar times (ms), share found at once
-  awk '{p[NR]=$1*1000; s[NR]=$2*1000; f+=$3} END {
-    n=asort(p); asort(s);
-    printf "{\"rounds\":%d,\"post_ms_p50\":%.2f,\"post_ms_max\":%.2f,\"similar_ms_p50\":%.2f,\"similar_ms_max\":%.2f,\"found_first_query\":%.3f}\n",
-      n, p[int((n+1)/2)], p[n], s[int((n+1)/2)], s[n], f/n }' "$1"
+  local n p50 pmax s50 smax found
+  n=$(wc -l < "$1")
+  p50=$(awk '{print $1*1000}' "$1" | sort -g | sed -n "$(( (n + 1) / 2 ))p"); pmax=$(awk '{print $1*1000}' "$1" | sort -g | tail -1)
+  s50=$(awk '{print $2*1000}' "$1" | sort -g | sed -n "$(( (n + 1) / 2 ))p"); smax=$(awk '{print $2*1000}' "$1" | sort -g | tail -1)
+  found=$(awk '{f+=$3} END {printf "%.3f", f/NR}' "$1")
+  echo "{\"rounds\":$n,\"post_ms_p50\":$p50,\"post_ms_max\":$pmax,\"similar_ms_p50\":$s50,\"similar_ms_max\":$smax,\"found_first_query\":$found}"
 }
 
 load() { # load: one paced wrk run of POST /v1/recommend, its BENCH json
@@ -63,6 +65,11 @@ load() { # load: one paced wrk run of POST /v1/recommend, its BENCH json
 
 rounds idle "$rounds" > "$dir/idle.txt"
 idle=$(summary "$dir/idle.txt")
+if ! command -v wrk > /dev/null; then
+  echo "# live additions: $items items x $dim, ${ivf[*]:-exact}, $threads threads (no wrk: unloaded only)" | tee "$out/live.md"
+  echo "unloaded rounds: $idle" | tee -a "$out/live.md"
+  exit 0
+fi
 base=$(load)
 load > "$dir/loaded.wrk" &
 wrk_pid=$!
