@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make bench: full-catalog evaluation at the method's data shape, vlm4rec against numpy in one run.
 # Usage: bench/run.sh PATH/TO/vlm4rec   (BENCH_DIR=build/bench, BENCH_DATASET=DIR to reuse a dataset,
-# BENCH_PARTS="eval encode ground vision train serve ivf" to run only some parts; ivf is not in
-# the default set: BENCH_PARTS=ivf runs it, BENCH_IVF_ITEMS sets its catalog size)
+# BENCH_PARTS="eval encode ground vision train serve ivf live" to run only some parts; ivf and live
+# are not in the default set: BENCH_PARTS=ivf runs it, BENCH_IVF_ITEMS sets its catalog size;
+# BENCH_PARTS=live runs bench/live.sh)
 set -euo pipefail
 bin=$(readlink -f "${1:?usage: bench/run.sh PATH/TO/vlm4rec}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -96,4 +97,5 @@ want vision && "$here/vision.sh" "$bin" "$out"
 want train && "$here/train.sh" "$bin" "$ds" "$out"
 want serve && "$here/serve.sh" "$bin" "$ds" "$out"
 want ivf && "$here/ivf.sh" "$bin" "$out" "${BENCH_IVF_ITEMS:-1000000}"
+want live && "$here/live.sh" "$bin" "$ds" "$out"
 exit 0

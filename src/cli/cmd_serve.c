@@ -15,7 +15,8 @@ static const char *serve_help =
     "usage: vlm4rec serve --index ITEMS.idx [options]\n"
     "\n"
     "Serves recommendations over HTTP/1.1 (JSON): POST /v1/recommend, GET /v1/items/ID/similar,\n"
-    "GET /healthz, GET /metrics (docs/serving.md, \"The service\"). SIGHUP reloads the index file\n"
+    "GET /healthz, GET /metrics; live additions: POST /v1/items, DELETE /v1/items/ID, POST\n"
+    "/v1/users/ID/events, logged in ITEMS.idx.log (docs/serving.md). SIGHUP reloads the index file\n"
     "(the old index serves until the new one is verified); SIGTERM or SIGINT stop accepting, answer\n"
     "every request already received, and exit 0.\n"
     "\n"
@@ -39,6 +40,8 @@ static const char *serve_help =
     "  --max-connections N    open connections at most (default 1000)\n"
     "  --nprobe N             an IVF index's lists probed when a request gives no \"nprobe\"\n"
     "                         (default: the index's own, chosen at build)\n"
+    "  --encoder DIR          the model directory of the encoder the index names (index build\n"
+    "                         --encoder; default: the path its meta records; the sha256 must match)\n"
     "  -q, --quiet            no log lines but warnings\n";
 
 typedef struct {
@@ -103,13 +106,15 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"watch", no_argument, 0, 'w'},            {"timeout", required_argument, 0, 'T'},
         {"max-connections", required_argument, 0, 'C'}, {"workers", required_argument, 0, 'W'},
         {"quiet", no_argument, 0, 'q'},            {"nprobe", required_argument, 0, 'N'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"encoder", required_argument, 0, 'e'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     v4r_serve_defaults(&a->o);
     int c, rc = 0;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
         case 'i': a->o.index_path = optarg; break;
+        case 'e': a->o.encoder_dir = optarg; break;
         case 'H': a->o.host = optarg; break;
         case 'p': rc = parse_port(optarg, &a->o.port); break;
         case 'P': a->port_file = optarg; break;

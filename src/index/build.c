@@ -141,6 +141,21 @@ static void put_vectors(draft *f, const v4r_matrix *m)
         ix_encode_row((int)f->h.dtype, m->data + r * m->cols, m->cols, f->buf + f->h.sec[SEC_VECTORS].off, scales, r);
 }
 
+/* int8 rows given with their scales (compaction): the codes of each row under its own scale. */
+static void put_scaled_rows(draft *f, const v4r_matrix *m, const float *row_scales)
+{
+    float *scales = (float *)(void *)(f->buf + f->h.sec[SEC_SCALES].off);
+    int8_t *v = (int8_t *)(void *)(f->buf + f->h.sec[SEC_VECTORS].off);
+    for (size_t r = 0; r < m->rows; r++) {
+        size_t d = m->cols, at = r / IX_PANEL * d * IX_PANEL + r % IX_PANEL;
+        scales[r] = row_scales[r];
+        for (size_t k = 0; k < d; k++, at += IX_PANEL) {
+            long q = lrintf(m->data[r * d + k] / row_scales[r]);
+            v[at] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        }
+    }
+}
+
 /* The last keep items (0: all) of every user's chronological history. */
 static void put_history(draft *f, size_t keep)
 {
@@ -386,7 +401,7 @@ static json_t *meta_json(const draft *f, const v4r_dataset *ds, const v4r_index_
                         v.recall_vs_exact < 0 ? json_null() : json_real(v.recall_vs_exact), "recall_vs_f32",
                         v.recall_vs_f32 < 0 ? json_null() : json_real(v.recall_vs_f32));
     }
-    return json_pack("{s:i,s:s,s:o,s:o,s:s,s:o,s:{s:s,s:o,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:o,s:o}",
+    json_t *meta = json_pack("{s:i,s:s,s:o,s:o,s:s,s:o,s:{s:s,s:o,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:o,s:o}",
                      "format_version", (int)f->h.version, "vlm4rec_version", V4R_VERSION, "dataset",
                      ds->dir ? json_string(ds->dir) : json_null(), "vectors",
                      o->vectors_source ? json_string(o->vectors_source) : json_null(), "created", created, "label",
@@ -396,6 +411,9 @@ static json_t *meta_json(const draft *f, const v4r_dataset *ds, const v4r_index_
                      "check_k", (json_int_t)o->check_k, "seed", (json_int_t)o->seed, "counts", "items",
                      (json_int_t)f->h.n_items, "dim", (json_int_t)f->h.dim, "users", (json_int_t)f->h.n_users,
                      "history_entries", (json_int_t)f->h.n_history, "recall_check", check, "ivf", ivf);
+    json_t *encoder = o->encoder_json ? json_loads(o->encoder_json, 0, NULL) : NULL; /* checked by check_opts */
+    json_object_set_new(meta, "encoder", encoder ? encoder : json_null());
+    return meta;
 }
 
 static void append_meta(draft *f, const v4r_dataset *ds, const v4r_index_build_opts *o)
@@ -466,6 +484,13 @@ static int check_opts(const v4r_dataset *ds, const v4r_index_build_opts *o, v4r_
                         o->nlist, o->nprobe, ds->n_items);
     if (o->ivf && (!(o->ivf_target > 0 && o->ivf_target <= 1) || o->iterations == 0 || o->train_per_list == 0))
         return v4r_fail(err, V4R_EUSAGE, "ivf: the recall target must be in (0, 1], iterations and train_per_list >= 1");
+    if (o->encoder_json) {
+        json_t *e = json_loads(o->encoder_json, 0, NULL);
+        int is_object = json_is_object(e);
+        json_decref(e);
+        if (!is_object)
+            return v4r_fail(err, V4R_EUSAGE, "encoder: not a JSON object");
+    }
     if (ds->n_users > INT32_MAX)
         return v4r_fail(err, V4R_EINPUT, "%zu users, at most 2^31-1", ds->n_users);
     int rc = check_ids(ds->item_id, ds->n_items, "item", err);
@@ -529,6 +554,8 @@ static void fill_sections(draft *f, const v4r_dataset *ds, const v4r_matrix *row
     put_ids(f, ds->item_id, ds->n_items, SEC_ITEM_OFF, SEC_ITEM_STR);
     put_ids(f, ds->user_id, ds->n_users, SEC_USER_OFF, SEC_USER_STR);
     put_vectors(f, rows);
+    if (o->dtype == V4R_INDEX_I8 && o->row_scales)
+        put_scaled_rows(f, rows, o->row_scales);
     put_history(f, o->keep);
 }
 
@@ -544,7 +571,8 @@ int v4r_index_build(const v4r_dataset *ds, const v4r_matrix *vectors, const v4r_
         return rc;
     v4r_matrix rows = {v4r_malloc(vectors->rows * vectors->cols * sizeof(float)), vectors->rows, vectors->cols};
     memcpy(rows.data, vectors->data, rows.rows * rows.cols * sizeof(float));
-    rc = v4r_repr_normalize(&rows, NULL, "vectors", err); /* eval's normalization: the same floats */
+    if (!o->rows_normalized)
+        rc = v4r_repr_normalize(&rows, NULL, "vectors", err); /* eval's normalization: the same floats */
     if (rc) {
         free(rows.data);
         return rc;

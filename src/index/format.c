@@ -505,17 +505,22 @@ size_t v4r_index_user_history(const v4r_index *ix, int32_t user, const int32_t *
     return (size_t)(ix->hist_off[user + 1] - ix->hist_off[user]);
 }
 
+void ix_decode_row(int dtype, size_t d, const void *panels, const float *scales, size_t slot, float *out)
+{
+    size_t at = slot / IX_PANEL * d * IX_PANEL + slot % IX_PANEL;
+    const unsigned char *v = panels;
+    float scale = dtype == V4R_INDEX_I8 ? scales[slot] : 1;
+    for (size_t k = 0; k < d; k++, at += IX_PANEL) {
+        if (dtype == V4R_INDEX_F16)
+            out[k] = v4r_f16_to_f32((uint16_t)(v[2 * at] | v[2 * at + 1] << 8));
+        else if (dtype == V4R_INDEX_I8)
+            out[k] = (float)((const int8_t *)panels)[at] * scale;
+        else
+            out[k] = ((const float *)panels)[at];
+    }
+}
+
 void v4r_index_item_vector(const v4r_index *ix, int32_t item, float *out)
 {
-    size_t d = ix->h.dim, at = (size_t)item / IX_PANEL * d * IX_PANEL + (size_t)item % IX_PANEL;
-    const unsigned char *v = ix->vectors;
-    float scale = ix->scales ? ix->scales[item] : 1;
-    for (size_t k = 0; k < d; k++, at += IX_PANEL) {
-        if (ix->h.dtype == V4R_INDEX_F16)
-            out[k] = v4r_f16_to_f32((uint16_t)(v[2 * at] | v[2 * at + 1] << 8));
-        else if (ix->h.dtype == V4R_INDEX_I8)
-            out[k] = (float)((const int8_t *)ix->vectors)[at] * scale;
-        else
-            out[k] = ((const float *)ix->vectors)[at];
-    }
+    ix_decode_row((int)ix->h.dtype, (size_t)ix->h.dim, ix->vectors, ix->scales, (size_t)item, out);
 }

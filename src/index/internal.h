@@ -146,4 +146,19 @@ size_t ivf_default_nlist(size_t n_items);
 int ivf_build(const v4r_matrix *rows, int dtype, const v4r_index_build_opts *o, int kernel, unsigned char **out,
               uint64_t *len, v4r_err *err);
 
+/* Row slot of panels in a dtype as float32 (dequantized). */
+void ix_decode_row(int dtype, size_t d, const void *panels, const float *scales, size_t slot, float *out);
+
+/* The changes of a live index a search consults (live.c): items n_items .. n_items + n_added - 1
+ * in their own panels of the index's dtype, scanned exactly; deleted items (a bit per item over
+ * base and added) never returned. */
+typedef struct {
+    size_t n_added;
+    const void *panels;
+    const float *scales; /* int8 */
+    const uint64_t *deleted;
+} ix_delta;
+int ix_search_delta(const v4r_index *ix, const ix_delta *dl, const v4r_index_query *queries, size_t nq, size_t kmax,
+                    int threads, int32_t *top_items, float *top_scores, v4r_err *err);
+
 #endif
