@@ -63,19 +63,19 @@ size_t ix_dtype_size(int dtype) { return dtype == V4R_INDEX_F16 ? 2 : dtype == V
 
 /* ---- little-endian fields ---- */
 
-static void put_u32(unsigned char *p, uint32_t v)
+void ix_put_u32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static void put_u64(unsigned char *p, uint64_t v)
+void ix_put_u64(unsigned char *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint32_t get_u32(const unsigned char *p)
+uint32_t ix_get_u32(const unsigned char *p)
 {
     uint32_t v = 0;
     for (int i = 3; i >= 0; i--)
@@ -83,7 +83,7 @@ static uint32_t get_u32(const unsigned char *p)
     return v;
 }
 
-static uint64_t get_u64(const unsigned char *p)
+uint64_t ix_get_u64(const unsigned char *p)
 {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
@@ -91,16 +91,16 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-static void put_f64(unsigned char *p, double d)
+void ix_put_f64(unsigned char *p, double d)
 {
     uint64_t v;
     memcpy(&v, &d, sizeof v);
-    put_u64(p, v);
+    ix_put_u64(p, v);
 }
 
-static double get_f64(const unsigned char *p)
+double ix_get_f64(const unsigned char *p)
 {
-    uint64_t v = get_u64(p);
+    uint64_t v = ix_get_u64(p);
     double d;
     memcpy(&d, &v, sizeof d);
     return d;
@@ -110,25 +110,25 @@ void ix_header_encode(const ix_header *h, unsigned char *out)
 {
     memset(out, 0, IX_HEADER_BYTES);
     memcpy(out + AT_MAGIC, IX_MAGIC, 8);
-    put_u32(out + AT_VERSION, h->version);
-    put_u32(out + AT_DTYPE, h->dtype);
-    put_u64(out + AT_N_ITEMS, h->n_items);
-    put_u64(out + AT_DIM, h->dim);
-    put_u64(out + AT_N_USERS, h->n_users);
-    put_u64(out + AT_N_HISTORY, h->n_history);
-    put_u64(out + AT_KEEP, h->keep);
-    put_u64(out + AT_PROFILE_LENGTH, h->profile_length);
-    put_u32(out + AT_HISTORY_SPLITS, h->history_splits);
-    put_u32(out + AT_RECALL_K, h->recall_k);
-    put_f64(out + AT_RECALL, h->recall);
-    put_u64(out + AT_RECALL_USERS, h->recall_users);
-    put_u64(out + AT_FILE_BYTES, h->file_bytes);
+    ix_put_u32(out + AT_VERSION, h->version);
+    ix_put_u32(out + AT_DTYPE, h->dtype);
+    ix_put_u64(out + AT_N_ITEMS, h->n_items);
+    ix_put_u64(out + AT_DIM, h->dim);
+    ix_put_u64(out + AT_N_USERS, h->n_users);
+    ix_put_u64(out + AT_N_HISTORY, h->n_history);
+    ix_put_u64(out + AT_KEEP, h->keep);
+    ix_put_u64(out + AT_PROFILE_LENGTH, h->profile_length);
+    ix_put_u32(out + AT_HISTORY_SPLITS, h->history_splits);
+    ix_put_u32(out + AT_RECALL_K, h->recall_k);
+    ix_put_f64(out + AT_RECALL, h->recall);
+    ix_put_u64(out + AT_RECALL_USERS, h->recall_users);
+    ix_put_u64(out + AT_FILE_BYTES, h->file_bytes);
     for (int s = 0; s < IX_NSECTIONS; s++) {
-        put_u64(out + AT_SECTIONS + 16 * s, h->sec[s].off);
-        put_u64(out + AT_SECTIONS + 16 * s + 8, h->sec[s].len);
+        ix_put_u64(out + AT_SECTIONS + 16 * s, h->sec[s].off);
+        ix_put_u64(out + AT_SECTIONS + 16 * s + 8, h->sec[s].len);
     }
-    put_u64(out + AT_IVF, h->ivf.off);
-    put_u64(out + AT_IVF + 8, h->ivf.len);
+    ix_put_u64(out + AT_IVF, h->ivf.off);
+    ix_put_u64(out + AT_IVF + 8, h->ivf.len);
     memcpy(out + AT_LABEL, h->label, strnlen(h->label, IX_LABEL_BYTES - 1));
     memcpy(out + AT_BODY_SHA, h->body_sha, 64);
     char hex[65];
@@ -139,25 +139,25 @@ void ix_header_encode(const ix_header *h, unsigned char *out)
 static void header_decode(const unsigned char *in, ix_header *h)
 {
     memset(h, 0, sizeof *h);
-    h->version = get_u32(in + AT_VERSION);
-    h->dtype = get_u32(in + AT_DTYPE);
-    h->n_items = get_u64(in + AT_N_ITEMS);
-    h->dim = get_u64(in + AT_DIM);
-    h->n_users = get_u64(in + AT_N_USERS);
-    h->n_history = get_u64(in + AT_N_HISTORY);
-    h->keep = get_u64(in + AT_KEEP);
-    h->profile_length = get_u64(in + AT_PROFILE_LENGTH);
-    h->history_splits = get_u32(in + AT_HISTORY_SPLITS);
-    h->recall_k = get_u32(in + AT_RECALL_K);
-    h->recall = get_f64(in + AT_RECALL);
-    h->recall_users = get_u64(in + AT_RECALL_USERS);
-    h->file_bytes = get_u64(in + AT_FILE_BYTES);
+    h->version = ix_get_u32(in + AT_VERSION);
+    h->dtype = ix_get_u32(in + AT_DTYPE);
+    h->n_items = ix_get_u64(in + AT_N_ITEMS);
+    h->dim = ix_get_u64(in + AT_DIM);
+    h->n_users = ix_get_u64(in + AT_N_USERS);
+    h->n_history = ix_get_u64(in + AT_N_HISTORY);
+    h->keep = ix_get_u64(in + AT_KEEP);
+    h->profile_length = ix_get_u64(in + AT_PROFILE_LENGTH);
+    h->history_splits = ix_get_u32(in + AT_HISTORY_SPLITS);
+    h->recall_k = ix_get_u32(in + AT_RECALL_K);
+    h->recall = ix_get_f64(in + AT_RECALL);
+    h->recall_users = ix_get_u64(in + AT_RECALL_USERS);
+    h->file_bytes = ix_get_u64(in + AT_FILE_BYTES);
     for (int s = 0; s < IX_NSECTIONS; s++) {
-        h->sec[s].off = get_u64(in + AT_SECTIONS + 16 * s);
-        h->sec[s].len = get_u64(in + AT_SECTIONS + 16 * s + 8);
+        h->sec[s].off = ix_get_u64(in + AT_SECTIONS + 16 * s);
+        h->sec[s].len = ix_get_u64(in + AT_SECTIONS + 16 * s + 8);
     }
-    h->ivf.off = get_u64(in + AT_IVF);
-    h->ivf.len = get_u64(in + AT_IVF + 8);
+    h->ivf.off = ix_get_u64(in + AT_IVF);
+    h->ivf.len = ix_get_u64(in + AT_IVF + 8);
     memcpy(h->label, in + AT_LABEL, IX_LABEL_BYTES);
     h->label[IX_LABEL_BYTES - 1] = 0;
     memcpy(h->body_sha, in + AT_BODY_SHA, 64);

@@ -93,6 +93,13 @@ struct v4r_index {
 
 size_t ix_dtype_size(int dtype);
 /* Writes h into the 512 header bytes (including the header's own checksum). */
+/* Little-endian fields of the file's headers (format.c). */
+void ix_put_u32(unsigned char *p, uint32_t v);
+void ix_put_u64(unsigned char *p, uint64_t v);
+void ix_put_f64(unsigned char *p, double d);
+uint32_t ix_get_u32(const unsigned char *p);
+uint64_t ix_get_u64(const unsigned char *p);
+double ix_get_f64(const unsigned char *p);
 void ix_header_encode(const ix_header *h, unsigned char *out);
 /* Opens the index in bytes (named path in messages): every check of v4r_index_open. */
 int ix_open_memory(const unsigned char *bytes, size_t size, const char *path, int verify, v4r_index **out,

@@ -24,63 +24,34 @@ enum {
     V_END = 88, /* bytes 88..127 are zero */
 };
 
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void putf(unsigned char *p, double d)
-{
-    uint64_t v;
-    memcpy(&v, &d, sizeof v);
-    put64(p, v);
-}
-
-static double getf(const unsigned char *p)
-{
-    uint64_t v = get64(p);
-    double d;
-    memcpy(&d, &v, sizeof d);
-    return d;
-}
-
 void ivf_header_encode(const ivf_header *v, unsigned char *out)
 {
     memset(out, 0, IVF_HEAD_BYTES);
     memcpy(out + V_MAGIC, IVF_MAGIC, 8);
-    put64(out + V_NLIST, v->nlist);
-    put64(out + V_NPROBE, v->nprobe);
-    put64(out + V_RECALL_K, v->recall_k);
-    put64(out + V_RECALL_USERS, v->recall_users);
-    putf(out + V_RECALL_EXACT, v->recall_vs_exact);
-    putf(out + V_RECALL_F32, v->recall_vs_f32);
-    put64(out + V_LIST_PANELS, v->list_panels);
-    put64(out + V_TRAIN, v->train_vectors);
-    put64(out + V_ITERATIONS, v->iterations);
-    put64(out + V_SEED, v->seed);
+    ix_put_u64(out + V_NLIST, v->nlist);
+    ix_put_u64(out + V_NPROBE, v->nprobe);
+    ix_put_u64(out + V_RECALL_K, v->recall_k);
+    ix_put_u64(out + V_RECALL_USERS, v->recall_users);
+    ix_put_f64(out + V_RECALL_EXACT, v->recall_vs_exact);
+    ix_put_f64(out + V_RECALL_F32, v->recall_vs_f32);
+    ix_put_u64(out + V_LIST_PANELS, v->list_panels);
+    ix_put_u64(out + V_TRAIN, v->train_vectors);
+    ix_put_u64(out + V_ITERATIONS, v->iterations);
+    ix_put_u64(out + V_SEED, v->seed);
 }
 
 void ivf_header_decode(const unsigned char *in, ivf_header *v)
 {
-    v->nlist = get64(in + V_NLIST);
-    v->nprobe = get64(in + V_NPROBE);
-    v->recall_k = get64(in + V_RECALL_K);
-    v->recall_users = get64(in + V_RECALL_USERS);
-    v->recall_vs_exact = getf(in + V_RECALL_EXACT);
-    v->recall_vs_f32 = getf(in + V_RECALL_F32);
-    v->list_panels = get64(in + V_LIST_PANELS);
-    v->train_vectors = get64(in + V_TRAIN);
-    v->iterations = get64(in + V_ITERATIONS);
-    v->seed = get64(in + V_SEED);
+    v->nlist = ix_get_u64(in + V_NLIST);
+    v->nprobe = ix_get_u64(in + V_NPROBE);
+    v->recall_k = ix_get_u64(in + V_RECALL_K);
+    v->recall_users = ix_get_u64(in + V_RECALL_USERS);
+    v->recall_vs_exact = ix_get_f64(in + V_RECALL_EXACT);
+    v->recall_vs_f32 = ix_get_f64(in + V_RECALL_F32);
+    v->list_panels = ix_get_u64(in + V_LIST_PANELS);
+    v->train_vectors = ix_get_u64(in + V_TRAIN);
+    v->iterations = ix_get_u64(in + V_ITERATIONS);
+    v->seed = ix_get_u64(in + V_SEED);
 }
 
 static uint64_t up64(uint64_t n) { return (n + IX_ALIGN - 1) / IX_ALIGN * IX_ALIGN; }
