@@ -226,6 +226,53 @@ static void test_add_similar_recommend_delete(void **state)
     reply_free(&r);
 }
 
+/* The request field "nprobe" reaches an IVF index: probing every list answers exactly as a server
+ * of the exact index does; nprobe 0 is refused. */
+static void test_nprobe_over_http(void **state)
+{
+    (void)state;
+    char *exact_idx = v4r_path_join(tmp, "exact.idx"), *ivf_idx = v4r_path_join(tmp, "ivf.idx"), *out = NULL;
+    int rc = tu_run(&out, "index build --dataset '%s' --vectors '%s' -o '%s' -q", data_dir, vec_path, exact_idx);
+    if (!rc) {
+        free(out);
+        out = NULL;
+        rc = tu_run(&out, "index build --dataset '%s' --vectors '%s' -o '%s' --ivf --nlist 6 -q", data_dir, vec_path,
+                    ivf_idx);
+    }
+    if (rc)
+        fail_msg("index build: %s", out);
+    free(out);
+    server exact = {0}, ivf = {0};
+    char *args = v4r_sprintf("--index %s --threads 1 -q", exact_idx);
+    server_start(&exact, tmp, NULL, args);
+    free(args);
+    args = v4r_sprintf("--index %s --threads 1 -q", ivf_idx);
+    server_start(&ivf, tmp, NULL, args);
+    free(args);
+    reply r = {0};
+    static const char *const users[] = {"U00001", "U00017", "U00042"};
+    for (size_t u = 0; u < 3; u++) {
+        char *body = v4r_sprintf("{\"user\": \"%s\", \"k\": 20}", users[u]);
+        assert_int_equal(post(exact.port, "/v1/recommend", body, &r), 200);
+        char *want = answer_ids(&r);
+        free(body);
+        body = v4r_sprintf("{\"user\": \"%s\", \"k\": 20, \"nprobe\": 6}", users[u]);
+        assert_int_equal(post(ivf.port, "/v1/recommend", body, &r), 200);
+        char *got = answer_ids(&r);
+        assert_string_equal(got, want);
+        assert_true(strlen(got) > 0);
+        free(body), free(got), free(want);
+    }
+    assert_int_equal(post(ivf.port, "/v1/recommend", "{\"user\": \"U00001\", \"nprobe\": 0}", &r), 400);
+    reply_free(&r);
+    assert_int_equal(server_stop(&exact, SIGTERM), 0);
+    assert_int_equal(server_stop(&ivf, SIGTERM), 0);
+    server_free(&exact);
+    server_free(&ivf);
+    free(exact_idx);
+    free(ivf_idx);
+}
+
 /* Each bad body is refused with its status, and nothing changes (items, log bytes). */
 static void test_bad_inputs_change_nothing(void **state)
 {
@@ -513,6 +560,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_names_encoder),
         cmocka_unit_test(test_add_similar_recommend_delete),
+        cmocka_unit_test(test_nprobe_over_http),
         cmocka_unit_test(test_bad_inputs_change_nothing),
         cmocka_unit_test(test_events_change_recommendations),
         cmocka_unit_test(test_kill9_keeps_acknowledged),
