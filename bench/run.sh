@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: full-catalog evaluation at the method's data shape, vlm4rec against numpy in one run.
 # Usage: bench/run.sh PATH/TO/vlm4rec   (BENCH_DIR=build/bench, BENCH_DATASET=DIR to reuse a dataset,
-# BENCH_PARTS="eval encode ground vision train serve" to run only some parts)
+# BENCH_PARTS="eval encode ground vision train serve ivf live" to run only some parts; ivf and live
+# are not in the default set: BENCH_PARTS=ivf runs it, BENCH_IVF_ITEMS sets its catalog size;
+# BENCH_PARTS=live runs bench/live.sh)
 set -euo pipefail
 bin=$(readlink -f "${1:?usage: bench/run.sh PATH/TO/vlm4rec}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,11 +20,12 @@ case "$blas" in
 esac
 
 ds=${BENCH_DATASET:-$out/synth}
-if [ ! -f "$ds/test.tsv" ]; then
+if [ "${BENCH_PARTS:-}" = ivf ]; then :  # the ivf part makes its own catalog
+elif [ ! -f "$ds/test.tsv" ]; then
   echo "bench: generating the synthetic catalog at the method's shape into $ds" >&2
   "$bin" dataset synth -o "$ds"
 fi
-n_inter=$(( $(wc -l < "$ds/train.tsv") + $(wc -l < "$ds/valid.tsv") + $(wc -l < "$ds/test.tsv") - 3 ))
+[ "${BENCH_PARTS:-}" = ivf ] || n_inter=$(( $(wc -l < "$ds/train.tsv") + $(wc -l < "$ds/valid.tsv") + $(wc -l < "$ds/test.tsv") - 3 ))
 
 timed() { # timed LOG cmd...: runs, leaves "wall_s maxrss_kb" in LOG
   /usr/bin/time -f "%e %M" -o "$1" "${@:2}"
@@ -93,4 +96,6 @@ want ground && "$here/ground.sh" "$bin" "$out"
 want vision && "$here/vision.sh" "$bin" "$out"
 want train && "$here/train.sh" "$bin" "$ds" "$out"
 want serve && "$here/serve.sh" "$bin" "$ds" "$out"
+want ivf && "$here/ivf.sh" "$bin" "$out" "${BENCH_IVF_ITEMS:-1000000}"
+want live && "$here/live.sh" "$bin" "$ds" "$out"
 exit 0

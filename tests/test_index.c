@@ -242,7 +242,8 @@ static void test_header_fields(void **state)
         uint64_t value;
         const char *needle;
     } edits[] = {
-        {H_VERSION, 2, "format version 2"},
+        {H_VERSION, 3, "format version 3"},
+        {H_VERSION, 2, "a version 2 file must have an IVF section"},
         {H_DTYPE, 7, "'dtype'"},
         {H_N_ITEMS, 0, "'n_items'"},
         {H_N_ITEMS, 101, "section 'item_offsets': length"},

@@ -13,6 +13,7 @@ int v4r_cmd_demo(int argc, char **argv);
 int v4r_cmd_tokenize(int argc, char **argv);
 int v4r_cmd_encode(int argc, char **argv);
 int v4r_cmd_embed_images(int argc, char **argv);
+int v4r_cmd_vectors(int argc, char **argv);
 int v4r_cmd_train(int argc, char **argv);
 int v4r_cmd_pull(int argc, char **argv);
 int v4r_cmd_ground(int argc, char **argv);

@@ -133,8 +133,9 @@ int v4r_cache_merge(v4r_cache *c, const char *src_path, size_t *n_new, size_t *n
 const char *v4r_prompt_preset(const char *name);
 /* Fills {title} in a template (other text as is; "{{" and "}}" are literal braces). Caller frees. */
 char *v4r_prompt_fill(const char *tmpl, const char *title);
-/* Hex sha256 of a string (65 bytes with the NUL). */
-void v4r_sha256_hex(const void *data, size_t n, char hex[65]);
+/* The 1-based shard of an item id among count (FNV-1a of the id, modulo count, plus 1): the split
+ * of ground --shard, which encode and embed-images --shard share. */
+int v4r_plan_shard_of(const char *item_id, int count);
 
 /* ---------------------------------------------------------------- the job runner -------------- */
 

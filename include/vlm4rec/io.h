@@ -21,6 +21,9 @@ int v4r_npy_read(const char *path, v4r_matrix *m, v4r_err *err);
 int v4r_npy_shape(const char *path, size_t *rows, size_t *cols, v4r_err *err);
 /* Writes a 2-D float32 C-order .npy atomically (numpy reads it). */
 int v4r_npy_write(const char *path, const float *data, size_t rows, size_t cols, v4r_err *err);
+/* The header v4r_npy_write writes for rows x cols into buf; returns its length (a multiple of 64). */
+#define V4R_NPY_HEADER_MAX 192
+size_t v4r_npy_header_f32(size_t rows, size_t cols, char buf[V4R_NPY_HEADER_MAX]);
 /* Writes a 1-D uint8 .npy atomically (coverage masks). */
 int v4r_npy_write_u8(const char *path, const uint8_t *data, size_t n, v4r_err *err);
 
@@ -121,5 +124,42 @@ int v4r_st_load(const v4r_safetensors *st, const char *name, int ndim, const siz
 /* v4r_st_load of a vector of n, or of a rows x cols matrix. */
 int v4r_st_load_vec(const v4r_safetensors *st, const char *name, size_t n, float **out, v4r_err *err);
 int v4r_st_load_mat(const v4r_safetensors *st, const char *name, size_t rows, size_t cols, float **out, v4r_err *err);
+
+/* ---- vector parts: one shard's rows of a per-item vector file (docs/cluster.md) ---- */
+
+#define V4R_VECPART_FORMAT "vlm4rec.vectors-part/1"
+
+/* A part: PART.npy holds the rows (float32, rows x dim), its manifest PART.part.json the rest. */
+typedef struct {
+    char *command;                /* the command that wrote it: "encode" or "embed-images" */
+    int shard_index, shard_count; /* shard I of N, 1-based */
+    size_t n_items;               /* the dataset's item count */
+    char items_sha256[65];        /* hex sha256 of the dataset's items.tsv */
+    char *model_id;               /* --model as given (informational) */
+    char model_sha256[65];        /* v4r_model_fingerprint of the model directory */
+    json_t *options;              /* the options that change the numbers (an object, compared whole) */
+    json_t *input;                /* what was read besides the dataset, or NULL (informational) */
+    size_t rows, dim;
+    char **item;                  /* per row: the item id, in dataset order */
+    uint8_t *covered;             /* per row: 1 when the row holds the item's vector */
+    char **reason;                /* per row: why it has none, or NULL (may be NULL as a whole) */
+    char vectors_sha256[65];      /* hex sha256 of PART.npy */
+} v4r_vecpart;
+
+/* Writes the manifest atomically for the vectors file already written (its shape must be rows x
+ * dim); fills p->vectors_sha256. Write the vectors first and the manifest last: a part whose
+ * manifest is missing or names other bytes is unfinished. */
+int v4r_vecpart_write(const char *manifest, const char *vectors, v4r_vecpart *p, v4r_err *err);
+/* Reads a manifest with every field checked, then checks the vectors file against it (sha256,
+ * shape). Errors name the file and the field (V4R_EINPUT), or say the shard did not finish. */
+int v4r_vecpart_read(const char *manifest, const char *vectors, v4r_vecpart *p, v4r_err *err);
+void v4r_vecpart_free(v4r_vecpart *p);
+/* Hex sha256 (65 bytes with the NUL) of bytes in memory, and of a file's bytes (read in 1 MiB blocks). */
+void v4r_sha256_hex(const void *data, size_t n, char hex[65]);
+int v4r_sha256_file(const char *path, char hex[65], v4r_err *err);
+/* The identity of a model directory's contents: the sha256 of the lines "SHA256  RELPATH\n" of
+ * its *.json, *.txt and *.safetensors files (subfolders too, hidden ones skipped) in path order.
+ * Where the directory lies and the files' times do not enter. */
+int v4r_model_fingerprint(const char *dir, char hex[65], v4r_err *err);
 
 #endif

@@ -55,4 +55,52 @@ typedef struct {
 /* Runs the pipeline. Prints one line per step (ran or up to date) on stdout. */
 int v4r_pipeline_run(const v4r_run_opts *o, v4r_err *err);
 
+
+/* ---- per-item reuse of an earlier vector file (src/pipeline/reuse.c, docs/pipeline.md) ----
+ * Beside OUT.npy, OUT.keys.tsv holds one key per row (the item id and a hex sha256 of what made the
+ * row: the model's identity, the options that change numbers, the exact input), so a later run
+ * copies the rows whose key is unchanged and computes only the others. */
+
+typedef struct {
+    size_t n_new;     /* computed: the item had no earlier vector */
+    size_t n_changed; /* computed: the item's input, model or options changed */
+    size_t n_reused;  /* copied bit for bit from the earlier output */
+    size_t n_removed; /* earlier items no longer in the dataset */
+    size_t n_failed;  /* computed but got no vector (embed-images: the image failed) */
+    size_t n_empty;   /* nothing to compute (encode: no text) */
+} v4r_reuse_counts;
+
+typedef struct {
+    float *vec;         /* rows x dim, the earlier vectors */
+    size_t rows, dim;
+    char **item, **key; /* per earlier row; key "-" when the row had no vector */
+    v4r_strmap index;   /* item -> earlier row */
+} v4r_reuse;
+
+/* OUT with .keys.tsv in place of .npy (caller frees). */
+char *v4r_reuse_keys_path(const char *npy);
+/* Loads npy and its keys file. Returns 1 when they are usable, else 0 with the reason in why
+ * (missing, unreadable, or the keys do not describe these vectors) and an empty r. */
+int v4r_reuse_load(v4r_reuse *r, const char *npy, char *why, size_t why_len);
+void v4r_reuse_free(v4r_reuse *r);
+/* The earlier row of item when its key equals key (a hex sha256; never "-"), else NULL; counts
+ * the item as reused, changed or new. */
+const float *v4r_reuse_lookup(const v4r_reuse *r, const char *item, const char *key, v4r_reuse_counts *c);
+/* Counts the earlier items that are not in current (item id -> index). */
+void v4r_reuse_count_removed(const v4r_reuse *r, const v4r_strmap *current, v4r_reuse_counts *c);
+/* The key of one input: sha256 of identity, a NUL, and the n bytes of data. */
+void v4r_reuse_key(const char *identity, const void *data, size_t n, char hex[65]);
+/* The hex sha256 of a file's bytes; -1 when it cannot be read. */
+int v4r_reuse_file_hash(const char *path, char hex[65]);
+/* A model directory's identity: the sha256 of its configuration, tokenizer and weight files. */
+int v4r_reuse_model_id(const char *dir, char hex[65], v4r_err *err);
+/* Writes npy's keys file (after npy itself is written): items[i] and keys[i] ("-" for a row without
+ * a vector) for its rows, the digest of its vectors, and the counts. Atomic. */
+int v4r_reuse_write(const char *npy, char *const *items, char *const *keys, size_t n, const v4r_reuse_counts *c,
+                    v4r_err *err);
+/* The counts a keys file recorded; -1 when there is none. */
+int v4r_reuse_read_counts(const char *npy, v4r_reuse_counts *c);
+/* "N new, N changed, N reused, N removed, N failed" (caller frees). */
+char *v4r_reuse_counts_text(const v4r_reuse_counts *c);
+
 #endif

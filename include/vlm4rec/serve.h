@@ -21,6 +21,9 @@ typedef struct {
     size_t max_k;           /* largest k a request may ask (default 1000) */
     unsigned timeout_s;     /* idle connection timeout (default 10) */
     size_t max_connections; /* open connections at most (default 1000, less when the fd limit is lower) */
+    size_t nprobe;          /* IVF index: lists a request probes unless it says; 0 = the index's default */
+    const char *encoder_dir; /* the encoder of POST /v1/items descriptions; NULL = the directory the index's
+                                meta names (its sha256 must match either way) */
 } v4r_serve_opts;
 
 void v4r_serve_defaults(v4r_serve_opts *o);

@@ -12,7 +12,9 @@
 
 #include "vlm4rec/cli.h"
 #include "vlm4rec/data.h"
+#include "vlm4rec/ground.h"
 #include "vlm4rec/io.h"
+#include "vlm4rec/pipeline.h"
 #include "vlm4rec/vision.h"
 
 static const char *embed_help =
@@ -34,12 +36,22 @@ static const char *embed_help =
     "  --threads N        worker threads (default: all cores)\n"
     "  --offline          never touch the network to resolve --model\n"
     "  -q, --quiet        no progress or log lines\n"
+    "  --shard I/N        only the items of shard I of N (1-based; the hash split of 'ground --shard');\n"
+    "                     OUT is a part: the shard's rows and OUT with .part.json in place of .npy\n"
+    "                     (its items, which got a vector, why the others did not), which\n"
+    "                     'vlm4rec vectors merge' joins (docs/cluster.md)\n"
+    "  --reuse PREV.npy   copy the rows of PREV (an earlier output, with its PREV.keys.tsv) whose\n"
+    "                     key is unchanged and embed only the other items; a key is the sha256 of\n"
+    "                     the model's files and the image file's bytes. The keys go to OUT.keys.tsv;\n"
+    "                     the log says how many items were new, changed, reused, removed, failed\n"
+    "  --incremental      --reuse OUT when OUT and its keys exist (else embed everything)\n"
     "Batch size, chunk size and threads change the speed, never the numbers.\n";
 
 typedef struct {
-    const char *model, *dataset, *output, *covered_out;
-    int offline;
+    const char *model, *dataset, *output, *covered_out, *reuse;
+    int offline, incremental;
     size_t batch, chunk;
+    int shard_index, shard_count; /* --shard I/N; count 0: no shard */
 } embed_args;
 
 /* One run: the dataset, the model, where each item's image is, the checkpoint folder. */
@@ -49,8 +61,14 @@ typedef struct {
     v4r_vision *v;
     char *model_dir, *partial;
     size_t n, dim, n_chunks;
+    size_t *sel;    /* per row: the dataset index of its item (all items, or the shard's) */
     char **path;    /* per item: the file to read, or NULL */
     char **pre_why; /* per item without a file: why */
+    int reusing;    /* --reuse or --incremental: per item its key and the earlier row to copy */
+    v4r_reuse prev;
+    char **key;
+    const float **copy;
+    v4r_reuse_counts c;
 } embed_job;
 
 /* ---- small helpers ---- */
@@ -86,7 +104,7 @@ static void locate_images(embed_job *j)
     j->path = v4r_calloc(j->n ? j->n : 1, sizeof *j->path);
     j->pre_why = v4r_calloc(j->n ? j->n : 1, sizeof *j->pre_why);
     for (size_t i = 0; i < j->n; i++) {
-        const char *img = j->ds.item_image[i];
+        const char *img = j->ds.item_image[j->sel[i]];
         if (!img[0])
             j->pre_why[i] = v4r_strdup("no image");
         else if (is_url(img))
@@ -128,7 +146,8 @@ static json_t *manifest_of(const embed_job *j)
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < j->n; i++) {
         const char *where = j->path[i] ? j->path[i] : j->pre_why[i];
-        h = fnv(fnv(h, j->ds.item_id[i], strlen(j->ds.item_id[i]) + 1), where, strlen(where) + 1);
+        const char *id = j->ds.item_id[j->sel[i]];
+        h = fnv(fnv(h, id, strlen(id) + 1), where, strlen(where) + 1);
     }
     char dh[17], mh[17];
     snprintf(dh, sizeof dh, "%016llx", (unsigned long long)h);
@@ -279,17 +298,6 @@ static int run_chunks(embed_job *j, v4r_err *err)
 
 /* ---- the outputs ---- */
 
-/* A float32 .npy header for rows x cols, as v4r_npy_write writes it. */
-static void npy_header(FILE *fp, size_t rows, size_t cols)
-{
-    char dict[128];
-    snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows, cols);
-    size_t dlen = strlen(dict), pad = (64 - (10 + dlen + 1) % 64) % 64, hlen = dlen + pad + 1;
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 255), (unsigned char)(hlen >> 8)};
-    fwrite(pre, 1, 10, fp);
-    fprintf(fp, "%s%*s\n", dict, (int)pad, "");
-}
-
 /* The chunks' vectors one after another into OUT, one chunk in memory at a time. */
 static int write_vectors(const embed_job *j, v4r_err *err)
 {
@@ -297,11 +305,15 @@ static int write_vectors(const embed_job *j, v4r_err *err)
     int rc = v4r_out_open(&out, j->a->output, err);
     if (rc)
         return rc;
-    npy_header(out.fp, j->n, j->dim);
+    char head[V4R_NPY_HEADER_MAX];
+    fwrite(head, 1, v4r_npy_header_f32(j->n, j->dim, head), out.fp);
     for (size_t c = 0; c < j->n_chunks && !rc; c++) {
         char *npy = chunk_file(j, c, "npy");
         v4r_matrix m;
         rc = v4r_npy_read(npy, &m, err);
+        for (size_t r = 0; !rc && j->copy && r < m.rows; r++)
+            if (j->copy[c * j->a->chunk + r]) /* an unchanged item: its earlier row, bit for bit */
+                memcpy(m.data + r * m.cols, j->copy[c * j->a->chunk + r], m.cols * sizeof *m.data);
         if (!rc)
             fwrite(m.data, sizeof(float), m.rows * m.cols, out.fp);
         if (!rc)
@@ -361,7 +373,7 @@ static int write_lists(const embed_job *j, char **why, const char *fail_path, co
     fputs("item\treason\n", fo.fp);
     for (size_t i = 0; i < j->n; i++) {
         FILE *fp = why[i] ? fo.fp : co.fp;
-        v4r_tsv_write_field(fp, j->ds.item_id[i]);
+        v4r_tsv_write_field(fp, j->ds.item_id[j->sel[i]]);
         if (why[i]) {
             fputc('\t', fp);
             v4r_tsv_write_field(fp, why[i]);
@@ -387,11 +399,80 @@ static void report(const embed_job *j, char **why, const char *fail_path, double
              fail_path);
     for (size_t i = 0; i < j->n && shown < 5; i++)
         if (why[i]) {
-            v4r_warn("  %s: %s", j->ds.item_id[i], why[i]);
+            v4r_warn("  %s: %s", j->ds.item_id[j->sel[i]], why[i]);
             shown++;
         }
     if (failed > shown)
         v4r_warn("  ... and %zu more", failed - shown);
+}
+
+/* ---- --shard ---- */
+
+/* The shard's items (dataset indices in dataset order), or every item. */
+static void select_items(embed_job *j)
+{
+    const embed_args *a = j->a;
+    j->sel = v4r_malloc((j->ds.n_items ? j->ds.n_items : 1) * sizeof *j->sel);
+    j->n = 0;
+    for (size_t i = 0; i < j->ds.n_items; i++)
+        if (!a->shard_count || v4r_plan_shard_of(j->ds.item_id[i], a->shard_count) == a->shard_index)
+            j->sel[j->n++] = i;
+}
+
+/* OUT.part.json for the shard's vectors in OUT: its items, which got a vector, why the others not. */
+static int write_part(const embed_job *j, char **why, v4r_err *err)
+{
+    const embed_args *a = j->a;
+    v4r_vecpart p = {.command = "embed-images", .shard_index = a->shard_index, .shard_count = a->shard_count,
+                     .n_items = j->ds.n_items, .model_id = (char *)a->model, .rows = j->n, .dim = j->dim,
+                     .reason = why};
+    char *items = v4r_path_join(a->dataset, "items.tsv"), *manifest = v4r_cli_beside(a->output, ".part.json");
+    int rc = v4r_sha256_file(items, p.items_sha256, err);
+    if (!rc)
+        rc = v4r_model_fingerprint(j->model_dir, p.model_sha256, err);
+    p.item = v4r_malloc((j->n ? j->n : 1) * sizeof *p.item);
+    p.covered = v4r_malloc(j->n ? j->n : 1);
+    for (size_t k = 0; k < j->n; k++) {
+        p.item[k] = j->ds.item_id[j->sel[k]];
+        p.covered[k] = why[k] == NULL;
+    }
+    p.options = json_object(); /* batch size, chunk size and threads do not change the numbers */
+    if (!rc)
+        rc = v4r_vecpart_write(manifest, a->output, &p, err);
+    if (!rc)
+        v4r_info("shard %d/%d: %zu items; part %s and %s", a->shard_index, a->shard_count, j->n, a->output, manifest);
+    json_decref(p.options);
+    free(p.item), free(p.covered), free(items), free(manifest);
+    return rc;
+}
+
+static int parse_shard(const char *val, embed_args *a)
+{
+    int i = 0, n = 0;
+    char tail;
+    if (sscanf(val, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n || n > 1000000)
+        return v4r_cli_usage_error("embed-images", "--shard: '%s' is not I/N with 1 <= I <= N", val);
+    a->shard_index = i;
+    a->shard_count = n;
+    return 0;
+}
+
+/* OUT.keys.tsv: failed items keep no key (they are tried again); the counts go to the log. */
+static int write_keys(embed_job *j, char **why, v4r_err *err)
+{
+    for (size_t i = 0; i < j->n; i++)
+        if (why[i]) {
+            free(j->key[i]);
+            j->key[i] = v4r_strdup("-");
+            j->c.n_failed++;
+        }
+    v4r_reuse_count_removed(&j->prev, &j->ds.item_index, &j->c);
+    int rc = v4r_reuse_write(j->a->output, j->ds.item_id, j->key, j->n, &j->c, err);
+    char *counts = v4r_reuse_counts_text(&j->c);
+    if (!rc)
+        v4r_info("items: %s", counts);
+    free(counts);
+    return rc;
 }
 
 static int finish(embed_job *j, double t0, v4r_err *err)
@@ -400,10 +481,19 @@ static int finish(embed_job *j, double t0, v4r_err *err)
     char *fail_path = v4r_cli_beside(j->a->output, ".failures.tsv");
     char *cov_path = j->a->covered_out ? v4r_strdup(j->a->covered_out) : v4r_cli_beside(j->a->output, ".covered.txt");
     int rc = read_failures(j, why, err);
+    for (size_t i = 0; j->copy && i < j->n; i++)
+        if (j->copy[i]) { /* reused: not a failure */
+            free(why[i]);
+            why[i] = NULL;
+        }
     if (!rc)
         rc = write_vectors(j, err);
-    if (!rc)
+    if (!rc && j->a->shard_count)
+        rc = write_part(j, why, err);
+    else if (!rc)
         rc = write_lists(j, why, fail_path, cov_path, err);
+    if (!rc && j->reusing)
+        rc = write_keys(j, why, err);
     if (!rc) {
         clear_partial(j->partial, 1);
         report(j, why, fail_path, v4r_now() - t0);
@@ -424,7 +514,8 @@ static int parse_args(int argc, char **argv, embed_args *a)
         {"batch-size", required_argument, 0, 'b'}, {"chunk-size", required_argument, 0, 'k'},
         {"threads", required_argument, 0, 'j'},    {"offline", no_argument, 0, 'O'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"shard", required_argument, 0, 'S'},      {"reuse", required_argument, 0, 'R'},
+        {"incremental", no_argument, 0, 'I'},      {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
@@ -437,6 +528,9 @@ static int parse_args(int argc, char **argv, embed_args *a)
         case 'k': rc = v4r_opt_size("embed-images", "chunk-size", optarg, &a->chunk); break;
         case 'j': rc = v4r_opt_threads("embed-images", optarg); break;
         case 'O': a->offline = 1; break;
+        case 'S': rc = parse_shard(optarg, a); break;
+        case 'R': a->reuse = optarg; break;
+        case 'I': a->incremental = 1; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(embed_help, stdout); return -1;
         default: return v4r_cli_usage_error("embed-images", "bad option");
@@ -446,9 +540,51 @@ static int parse_args(int argc, char **argv, embed_args *a)
         rc = v4r_cli_usage_error("embed-images", "unexpected argument '%s'", argv[optind]);
     if (!rc && (!a->model || !a->dataset || !a->output))
         rc = v4r_cli_usage_error("embed-images", "--model, --dataset and -o are required");
+    if (!rc && a->reuse && !v4r_file_exists(a->reuse))
+        rc = v4r_cli_usage_error("embed-images", "--reuse: '%s' does not exist", a->reuse);
     if (!rc && (a->batch == 0 || a->chunk == 0))
         rc = v4r_cli_usage_error("embed-images", "--batch-size and --chunk-size must be at least 1");
+    if (!rc && a->shard_count && (a->reuse || a->incremental))
+        rc = v4r_cli_usage_error("embed-images", "--shard makes a part; --reuse and --incremental apply to whole "
+                                                 "outputs");
+    if (!rc && a->shard_count && a->covered_out)
+        rc = v4r_cli_usage_error("embed-images", "--covered-out does not apply with --shard (the part's manifest lists "
+                                                 "its covered items; 'vectors merge' writes the list)");
     return rc;
+}
+
+/* --reuse / --incremental: each item's key (model and image bytes); an item whose earlier row is
+ * kept gets no file to read (its chunk row is replaced by that row when the vectors are written). */
+static int plan_reuse(embed_job *j, v4r_err *err)
+{
+    char model[65], ident[128], hex[65], why[128];
+    const char *prev = j->a->reuse ? j->a->reuse : j->a->output;
+    int rc = v4r_reuse_model_id(j->model_dir, model, err);
+    if (rc)
+        return rc;
+    snprintf(ident, sizeof ident, "embed-images/1 model=%s", model);
+    if (!v4r_reuse_load(&j->prev, prev, why, sizeof why) && (j->a->reuse || v4r_file_exists(j->a->output)))
+        v4r_warn("%s: %s; embedding every image", prev, why);
+    if (j->prev.rows && j->prev.dim != j->dim)
+        v4r_reuse_free(&j->prev);
+    j->key = v4r_calloc(j->n ? j->n : 1, sizeof *j->key);
+    j->copy = v4r_calloc(j->n ? j->n : 1, sizeof *j->copy);
+    for (size_t i = 0; i < j->n; i++) {
+        if (!j->path[i] || v4r_reuse_file_hash(j->path[i], hex)) {
+            j->key[i] = v4r_strdup("-"); /* it fails below, and is tried again next time */
+            v4r_reuse_lookup(&j->prev, j->ds.item_id[i], "-", &j->c);
+            continue;
+        }
+        v4r_reuse_key(ident, hex, 64, hex);
+        j->key[i] = v4r_strdup(hex);
+        j->copy[i] = v4r_reuse_lookup(&j->prev, j->ds.item_id[i], hex, &j->c);
+        if (j->copy[i]) {
+            free(j->path[i]);
+            j->path[i] = NULL;
+            j->pre_why[i] = v4r_strdup("kept from the earlier output");
+        }
+    }
+    return V4R_OK;
 }
 
 static void job_free(embed_job *j, int have_ds)
@@ -457,7 +593,11 @@ static void job_free(embed_job *j, int have_ds)
         free(j->path[i]);
         free(j->pre_why[i]);
     }
-    free(j->path), free(j->pre_why), free(j->model_dir), free(j->partial);
+    for (size_t i = 0; j->key && i < j->n; i++)
+        free(j->key[i]);
+    free(j->key), free(j->copy);
+    v4r_reuse_free(&j->prev);
+    free(j->path), free(j->pre_why), free(j->model_dir), free(j->partial), free(j->sel);
     v4r_vision_free(j->v);
     if (have_ds)
         v4r_dataset_free(&j->ds);
@@ -468,16 +608,26 @@ static int run_embed(const embed_args *a, v4r_err *err)
     embed_job j = {0};
     j.a = a;
     double t0 = v4r_now();
+    if (a->shard_count) { /* a part being rewritten is unfinished until its new manifest is there */
+        char *manifest = v4r_cli_beside(a->output, ".part.json");
+        unlink(manifest);
+        free(manifest);
+    }
     int rc = v4r_dataset_load(a->dataset, &j.ds, err), have_ds = !rc;
     if (!rc)
         rc = v4r_cli_resolve_model(a->model, a->offline, &j.model_dir, err);
     if (!rc)
         rc = v4r_vision_load(j.model_dir, &j.v, err);
     if (!rc) {
-        j.n = j.ds.n_items;
+        select_items(&j);
         j.dim = v4r_vision_dim(j.v);
         j.n_chunks = (j.n + a->chunk - 1) / a->chunk;
         locate_images(&j);
+        j.reusing = a->reuse || a->incremental;
+        if (j.reusing)
+            rc = plan_reuse(&j, err);
+    }
+    if (!rc) {
         rc = open_partial(&j, err);
     }
     if (!rc)

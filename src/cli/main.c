@@ -16,6 +16,7 @@ static const char *usage =
     "  tokenize         print the WordPiece token ids of texts (JSONL)\n"
     "  encode           embed texts with a Sentence-BERT / BERT model into a .npy\n"
     "  embed-images     embed the items' images with a CLIP vision model into a .npy\n"
+    "  vectors merge    join the parts of encode / embed-images --shard I/N into one .npy\n"
     "  train            train a fusion baseline (attention, gating, SMORE) into item vectors\n"
     "  ground           describe every item image with a vision-language model server\n"
     "  cache            the semantic cache: stats, export, import, merge\n"
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
         return v4r_cmd_encode(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed-images"))
         return v4r_cmd_embed_images(argc - 1, argv + 1);
+    if (!strcmp(cmd, "vectors"))
+        return v4r_cmd_vectors(argc - 1, argv + 1);
     if (!strcmp(cmd, "train"))
         return v4r_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "ground"))

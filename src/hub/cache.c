@@ -40,6 +40,7 @@ void hub_listing_free(hub_listing *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->files[i].path);
     free(l->files);
+    free(l->source);
     memset(l, 0, sizeof *l);
 }
 
@@ -82,6 +83,8 @@ static int parse_root(json_t *root, const char *what, hub_listing *l, v4r_err *e
     if (!json_is_array(sibs))
         return v4r_fail(err, V4R_EINPUT, "%s: no \"siblings\" list in the answer", what);
     memcpy(l->commit, sha, 41);
+    const char *source = json_string_value(json_object_get(root, "source"));
+    l->source = source ? v4r_strdup(source) : NULL;
     l->files = v4r_calloc(json_array_size(sibs) + 1, sizeof *l->files);
     for (size_t i = 0; i < json_array_size(sibs); i++) {
         int rc = parse_sibling(json_array_get(sibs, i), &l->files[l->n], what, err);
@@ -221,6 +224,8 @@ int hub_marker_save(const char *snap_dir, const hub_listing *l, v4r_err *err)
     for (size_t i = 0; i < l->n; i++)
         json_array_append_new(sibs, file_json(&l->files[i]));
     json_t *root = json_pack("{s:s, s:s, s:o}", "format", "vlm4rec.snapshot/1", "sha", l->commit, "siblings", sibs);
+    if (l->source)
+        json_object_set_new(root, "source", json_string(l->source));
     char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     json_decref(root);
     char *path = v4r_path_join(snap_dir, HUB_MARKER);

@@ -1,5 +1,5 @@
 /* hub downloads: one file through FILE.incomplete, resumed with Range requests, checked for size
- * and sha256, renamed into place. */
+ * and sha256, renamed into place (a hub repository's file, or a plain URL such as a wheel). */
 #include "hub_internal.h"
 
 #include <errno.h>
@@ -54,15 +54,15 @@ static int sync_rename(const char *from, const char *to, v4r_err *err)
 
 /* Size and sha256 of the finished download: V4R_OK; -1 when it is short (resume it); else an
  * error, the partial file deleted. */
-static int verify(const char *inc, const hub_file *f, const char *expect_sha, v4r_err *err)
+static int verify(const char *inc, const hub_file *f, const char *expect_sha, const char *who, v4r_err *err)
 {
     int64_t have = file_size(inc);
     if (f->size >= 0 && have < f->size)
         return -1;
     if (f->size >= 0 && have > f->size) {
         unlink(inc);
-        return v4r_fail(err, V4R_EINPUT, "%s: the download has %lld bytes, the hub lists %lld; it was deleted",
-                        f->path, (long long)have, (long long)f->size);
+        return v4r_fail(err, V4R_EINPUT, "%s: the download has %lld bytes, %s %lld; it was deleted", f->path,
+                        (long long)have, who, (long long)f->size);
     }
     if (!expect_sha || !expect_sha[0])
         return V4R_OK;
@@ -73,9 +73,9 @@ static int verify(const char *inc, const hub_file *f, const char *expect_sha, v4
     if (strcmp(got, expect_sha) != 0) {
         unlink(inc);
         return v4r_fail(err, V4R_EINPUT,
-                        "%s: sha256 mismatch: the hub publishes %s, the download has %s; the file was deleted "
+                        "%s: sha256 mismatch: %s %s, the download has %s; the file was deleted "
                         "(pull again)",
-                        f->path, expect_sha, got);
+                        f->path, who, expect_sha, got);
     }
     return V4R_OK;
 }
@@ -109,10 +109,23 @@ static char *file_url(const hub_http *h, const char *repo, const char *commit, c
     return url;
 }
 
-/* Decides after an attempt: V4R_OK done (verified), RETRY, else an error code. */
+/* A non-2xx answer for a plain URL (repo NULL) or a hub file. */
+static int http_fail(hub_http *h, const char *repo, const char *commit, const hub_file *f, const char *url,
+                     const hub_resp *r, v4r_err *err)
+{
+    if (repo)
+        return hub_http_fail(h, repo, commit, f->path, url, r, err);
+    return v4r_fail(err, V4R_EIO, "%s: %s (HTTP %ld from %s)", f->path,
+                    r->status == 404 ? "not found" : r->status == 401 || r->status == 403 ? "access denied" : "refused",
+                    r->status, url);
+}
+
+/* Decides after an attempt: V4R_OK done (verified), RETRY, else an error code. repo NULL: a plain
+ * URL, where a short file is not kept. */
 static int settle(hub_http *h, const char *repo, const char *commit, const hub_file *f, const char *url,
                   const char *inc, int rc, hub_resp *r, int last, v4r_err *err)
 {
+    const char *who = repo ? "the hub publishes" : "vlm4rec records";
     if (rc == V4R_OK && r->status == 416) {
         unlink(inc); /* our partial file does not fit the remote one: start over */
         return last ? v4r_fail(err, V4R_EIO, "%s: the server refuses to resume it (HTTP 416)", f->path) : RETRY;
@@ -129,26 +142,29 @@ static int settle(hub_http *h, const char *repo, const char *commit, const hub_f
             return RETRY;
         }
         if (rc) {
-            v4r_err_prefix(err, "%s: download broken (the partial file is kept: pull again to resume): ", f->path);
+            v4r_err_prefix(err, repo ? "%s: download broken (the partial file is kept: pull again to resume): "
+                                     : "%s: download broken: ",
+                           f->path);
             return V4R_EIO;
         }
-        return hub_http_fail(h, repo, commit, f->path, url, r, err);
+        return http_fail(h, repo, commit, f, url, r, err);
     }
     const char *sha = f->sha256[0] ? f->sha256 : NULL;
-    if (!sha && r->linked_etag && strlen(r->linked_etag) == 64)
+    if (!sha && repo && r->linked_etag && strlen(r->linked_etag) == 64)
         sha = r->linked_etag;
-    int v = verify(inc, f, sha, err);
+    int v = verify(inc, f, sha, who, err);
     if (v < 0)
-        return last ? v4r_fail(err, V4R_EIO, "%s: the server sent %lld of %lld bytes (the partial file is kept)",
-                               f->path, (long long)file_size(inc), (long long)f->size)
+        return last ? v4r_fail(err, V4R_EIO, "%s: truncated: the server sent %lld of the %lld bytes expected%s",
+                               f->path, (long long)file_size(inc), (long long)f->size,
+                               repo ? " (the partial file is kept)" : "")
                     : RETRY;
     return v;
 }
 
-int hub_fetch_file(hub_http *h, const char *repo, const char *commit, const hub_file *f, const char *dest,
-                   int retries, v4r_err *err)
+static int fetch_to(hub_http *h, const char *repo, const char *commit, const char *url, const hub_file *f,
+                    const char *dest, int retries, v4r_err *err)
 {
-    char *inc = v4r_sprintf("%s" HUB_INCOMPLETE, dest), *url = file_url(h, repo, commit, f->path);
+    char *inc = v4r_sprintf("%s" HUB_INCOMPLETE, dest);
     if (f->size >= 0 && file_size(inc) > f->size)
         unlink(inc);
     if (h->progress && file_size(inc) > 0)
@@ -170,9 +186,22 @@ int hub_fetch_file(hub_http *h, const char *repo, const char *commit, const hub_
     }
     if (rc == V4R_OK)
         rc = sync_rename(inc, dest, err);
-    else if (file_size(inc) == 0)
+    else if (file_size(inc) == 0 || !repo)
         unlink(inc);
     free(inc);
+    return rc;
+}
+
+int hub_fetch_file(hub_http *h, const char *repo, const char *commit, const hub_file *f, const char *dest,
+                   int retries, v4r_err *err)
+{
+    char *url = file_url(h, repo, commit, f->path);
+    int rc = fetch_to(h, repo, commit, url, f, dest, retries, err);
     free(url);
     return rc;
+}
+
+int hub_fetch_url(hub_http *h, const char *url, const hub_file *f, const char *dest, int retries, v4r_err *err)
+{
+    return fetch_to(h, NULL, NULL, url, f, dest, retries, err);
 }

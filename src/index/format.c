@@ -39,7 +39,7 @@ enum {
     AT_SECTIONS = 96, /* IX_NSECTIONS x (offset u64, length u64) */
     AT_LABEL = 240,
     AT_BODY_SHA = 368,
-    AT_RESERVED = 432,
+    AT_IVF = 432, /* version 2: the IVF section (offset u64, length u64); version 1: zero */
 };
 
 const char *v4r_index_dtype_name(v4r_index_dtype t)
@@ -63,19 +63,19 @@ size_t ix_dtype_size(int dtype) { return dtype == V4R_INDEX_F16 ? 2 : dtype == V
 
 /* ---- little-endian fields ---- */
 
-static void put_u32(unsigned char *p, uint32_t v)
+void ix_put_u32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static void put_u64(unsigned char *p, uint64_t v)
+void ix_put_u64(unsigned char *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint32_t get_u32(const unsigned char *p)
+uint32_t ix_get_u32(const unsigned char *p)
 {
     uint32_t v = 0;
     for (int i = 3; i >= 0; i--)
@@ -83,7 +83,7 @@ static uint32_t get_u32(const unsigned char *p)
     return v;
 }
 
-static uint64_t get_u64(const unsigned char *p)
+uint64_t ix_get_u64(const unsigned char *p)
 {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
@@ -91,16 +91,16 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-static void put_f64(unsigned char *p, double d)
+void ix_put_f64(unsigned char *p, double d)
 {
     uint64_t v;
     memcpy(&v, &d, sizeof v);
-    put_u64(p, v);
+    ix_put_u64(p, v);
 }
 
-static double get_f64(const unsigned char *p)
+double ix_get_f64(const unsigned char *p)
 {
-    uint64_t v = get_u64(p);
+    uint64_t v = ix_get_u64(p);
     double d;
     memcpy(&d, &v, sizeof d);
     return d;
@@ -110,23 +110,25 @@ void ix_header_encode(const ix_header *h, unsigned char *out)
 {
     memset(out, 0, IX_HEADER_BYTES);
     memcpy(out + AT_MAGIC, IX_MAGIC, 8);
-    put_u32(out + AT_VERSION, h->version);
-    put_u32(out + AT_DTYPE, h->dtype);
-    put_u64(out + AT_N_ITEMS, h->n_items);
-    put_u64(out + AT_DIM, h->dim);
-    put_u64(out + AT_N_USERS, h->n_users);
-    put_u64(out + AT_N_HISTORY, h->n_history);
-    put_u64(out + AT_KEEP, h->keep);
-    put_u64(out + AT_PROFILE_LENGTH, h->profile_length);
-    put_u32(out + AT_HISTORY_SPLITS, h->history_splits);
-    put_u32(out + AT_RECALL_K, h->recall_k);
-    put_f64(out + AT_RECALL, h->recall);
-    put_u64(out + AT_RECALL_USERS, h->recall_users);
-    put_u64(out + AT_FILE_BYTES, h->file_bytes);
+    ix_put_u32(out + AT_VERSION, h->version);
+    ix_put_u32(out + AT_DTYPE, h->dtype);
+    ix_put_u64(out + AT_N_ITEMS, h->n_items);
+    ix_put_u64(out + AT_DIM, h->dim);
+    ix_put_u64(out + AT_N_USERS, h->n_users);
+    ix_put_u64(out + AT_N_HISTORY, h->n_history);
+    ix_put_u64(out + AT_KEEP, h->keep);
+    ix_put_u64(out + AT_PROFILE_LENGTH, h->profile_length);
+    ix_put_u32(out + AT_HISTORY_SPLITS, h->history_splits);
+    ix_put_u32(out + AT_RECALL_K, h->recall_k);
+    ix_put_f64(out + AT_RECALL, h->recall);
+    ix_put_u64(out + AT_RECALL_USERS, h->recall_users);
+    ix_put_u64(out + AT_FILE_BYTES, h->file_bytes);
     for (int s = 0; s < IX_NSECTIONS; s++) {
-        put_u64(out + AT_SECTIONS + 16 * s, h->sec[s].off);
-        put_u64(out + AT_SECTIONS + 16 * s + 8, h->sec[s].len);
+        ix_put_u64(out + AT_SECTIONS + 16 * s, h->sec[s].off);
+        ix_put_u64(out + AT_SECTIONS + 16 * s + 8, h->sec[s].len);
     }
+    ix_put_u64(out + AT_IVF, h->ivf.off);
+    ix_put_u64(out + AT_IVF + 8, h->ivf.len);
     memcpy(out + AT_LABEL, h->label, strnlen(h->label, IX_LABEL_BYTES - 1));
     memcpy(out + AT_BODY_SHA, h->body_sha, 64);
     char hex[65];
@@ -137,23 +139,25 @@ void ix_header_encode(const ix_header *h, unsigned char *out)
 static void header_decode(const unsigned char *in, ix_header *h)
 {
     memset(h, 0, sizeof *h);
-    h->version = get_u32(in + AT_VERSION);
-    h->dtype = get_u32(in + AT_DTYPE);
-    h->n_items = get_u64(in + AT_N_ITEMS);
-    h->dim = get_u64(in + AT_DIM);
-    h->n_users = get_u64(in + AT_N_USERS);
-    h->n_history = get_u64(in + AT_N_HISTORY);
-    h->keep = get_u64(in + AT_KEEP);
-    h->profile_length = get_u64(in + AT_PROFILE_LENGTH);
-    h->history_splits = get_u32(in + AT_HISTORY_SPLITS);
-    h->recall_k = get_u32(in + AT_RECALL_K);
-    h->recall = get_f64(in + AT_RECALL);
-    h->recall_users = get_u64(in + AT_RECALL_USERS);
-    h->file_bytes = get_u64(in + AT_FILE_BYTES);
+    h->version = ix_get_u32(in + AT_VERSION);
+    h->dtype = ix_get_u32(in + AT_DTYPE);
+    h->n_items = ix_get_u64(in + AT_N_ITEMS);
+    h->dim = ix_get_u64(in + AT_DIM);
+    h->n_users = ix_get_u64(in + AT_N_USERS);
+    h->n_history = ix_get_u64(in + AT_N_HISTORY);
+    h->keep = ix_get_u64(in + AT_KEEP);
+    h->profile_length = ix_get_u64(in + AT_PROFILE_LENGTH);
+    h->history_splits = ix_get_u32(in + AT_HISTORY_SPLITS);
+    h->recall_k = ix_get_u32(in + AT_RECALL_K);
+    h->recall = ix_get_f64(in + AT_RECALL);
+    h->recall_users = ix_get_u64(in + AT_RECALL_USERS);
+    h->file_bytes = ix_get_u64(in + AT_FILE_BYTES);
     for (int s = 0; s < IX_NSECTIONS; s++) {
-        h->sec[s].off = get_u64(in + AT_SECTIONS + 16 * s);
-        h->sec[s].len = get_u64(in + AT_SECTIONS + 16 * s + 8);
+        h->sec[s].off = ix_get_u64(in + AT_SECTIONS + 16 * s);
+        h->sec[s].len = ix_get_u64(in + AT_SECTIONS + 16 * s + 8);
     }
+    h->ivf.off = ix_get_u64(in + AT_IVF);
+    h->ivf.len = ix_get_u64(in + AT_IVF + 8);
     memcpy(h->label, in + AT_LABEL, IX_LABEL_BYTES);
     h->label[IX_LABEL_BYTES - 1] = 0;
     memcpy(h->body_sha, in + AT_BODY_SHA, 64);
@@ -174,6 +178,8 @@ void ix_attach(v4r_index *ix)
     ix->hist = (const int32_t *)(const void *)(b + s[SEC_HIST_ITEMS].off);
     ix->meta = (const char *)(b + s[SEC_META].off);
     ix->n_panels = (size_t)((ix->h.n_items + IX_PANEL - 1) / IX_PANEL);
+    if (ix->h.ivf.len)
+        ivf_attach(ix);
 }
 
 /* ---- checks ---- */
@@ -227,9 +233,13 @@ static uint64_t expected_len(const ix_header *h, int s)
 static int check_sections(const ix_header *h, uint64_t size, const char *path, v4r_err *err)
 {
     uint64_t end = IX_HEADER_BYTES;
-    for (int s = 0; s < IX_NSECTIONS; s++) {
-        const ix_section *c = &h->sec[s];
-        const char *name = ix_section_names[s];
+    /* in file order; the IVF section (when there is one) lies between history_items and meta */
+    for (int at = 0; at <= IX_NSECTIONS; at++) {
+        int s = at < SEC_META ? at : at == SEC_META ? -1 : SEC_META;
+        if (s < 0 && !h->ivf.len)
+            continue;
+        const ix_section *c = s < 0 ? &h->ivf : &h->sec[s];
+        const char *name = s < 0 ? "ivf" : ix_section_names[s];
         if (c->off % IX_ALIGN)
             return bad(err, path, "section '%s': offset %llu is not a multiple of %d", name,
                        (unsigned long long)c->off, IX_ALIGN);
@@ -239,7 +249,7 @@ static int check_sections(const ix_header *h, uint64_t size, const char *path, v
         if (c->off > size || c->len > size - c->off)
             return bad(err, path, "section '%s': offset %llu + length %llu is past the end of the file (%llu bytes)",
                        name, (unsigned long long)c->off, (unsigned long long)c->len, (unsigned long long)size);
-        uint64_t want = expected_len(h, s);
+        uint64_t want = s < 0 ? UINT64_MAX : expected_len(h, s); /* the IVF's: checked with its sub-header */
         if (want != UINT64_MAX && c->len != want)
             return bad(err, path, "section '%s': length %llu, the counts in the header give %llu", name,
                        (unsigned long long)c->len, (unsigned long long)want);
@@ -323,9 +333,6 @@ static int check_header_text(const unsigned char *b, const char *path, v4r_err *
     for (int i = 0; i < 64; i++)
         if (!strchr("0123456789abcdef", b[AT_BODY_SHA + i]) || !b[AT_BODY_SHA + i])
             return bad(err, path, "header field 'sha256' is not 64 hex digits");
-    for (int i = AT_RESERVED; i < IX_HEADER_SHA_AT; i++)
-        if (b[i])
-            return bad(err, path, "header bytes %d..%d (reserved) are not zero", AT_RESERVED, IX_HEADER_SHA_AT - 1);
     char hex[65];
     v4r_sha256_hex(b, IX_HEADER_SHA_AT, hex);
     if (memcmp(hex, b + IX_HEADER_SHA_AT, 64) != 0)
@@ -358,9 +365,12 @@ static int check_all(v4r_index *ix, const char *path, int verify, v4r_err *err)
     if (memcmp(b, IX_MAGIC, 8) != 0)
         return bad(err, path, "header field 'magic': not an index file (it does not start with %s)", IX_MAGIC);
     header_decode(b, &ix->h);
-    if (ix->h.version != IX_VERSION)
-        return bad(err, path, "header field 'version': format version %u, this build reads version %d",
-                   ix->h.version, IX_VERSION);
+    if (ix->h.version != IX_VERSION && ix->h.version != IX_VERSION_IVF)
+        return bad(err, path, "header field 'version': format version %u, this build reads versions %d and %d",
+                   ix->h.version, IX_VERSION, IX_VERSION_IVF);
+    if ((ix->h.version == IX_VERSION) != (ix->h.ivf.off == 0 && ix->h.ivf.len == 0))
+        return bad(err, path, "header field 'ivf': %s", ix->h.version == IX_VERSION
+                   ? "bytes 432..447 must be zero in a version 1 file" : "a version 2 file must have an IVF section");
     if (ix->h.file_bytes != ix->size)
         return bad(err, path, "header field 'file_bytes': %llu, the file has %zu bytes (%s)",
                    (unsigned long long)ix->h.file_bytes, ix->size,
@@ -382,6 +392,8 @@ static int check_all(v4r_index *ix, const char *path, int verify, v4r_err *err)
         rc = check_scales(ix, path, err);
     if (!rc)
         rc = check_meta(ix, path, err);
+    if (!rc && ix->h.ivf.len)
+        rc = ivf_check(ix, path, err);
     if (!rc && verify) {
         char hex[65];
         v4r_sha256_hex(b + IX_HEADER_BYTES, ix->size - IX_HEADER_BYTES, hex);
@@ -467,6 +479,12 @@ const char *v4r_index_version(const v4r_index *ix) { return ix->h.label; }
 const char *v4r_index_checksum(const v4r_index *ix) { return ix->h.body_sha; }
 double v4r_index_recall_vs_f32(const v4r_index *ix) { return ix->h.recall; }
 const char *v4r_index_meta_json(const v4r_index *ix) { return ix->meta; }
+size_t v4r_index_nlist(const v4r_index *ix) { return (size_t)ix->ivf.nlist; }
+size_t v4r_index_nprobe(const v4r_index *ix) { return (size_t)ix->ivf.nprobe; }
+double v4r_index_ivf_recall(const v4r_index *ix, int vs_f32)
+{
+    return !ix->ivf.nlist ? -1 : vs_f32 ? ix->ivf.recall_vs_f32 : ix->ivf.recall_vs_exact;
+}
 
 const char *v4r_index_item_id(const v4r_index *ix, int32_t item) { return ix->item_str + ix->item_off[item]; }
 const char *v4r_index_user_id(const v4r_index *ix, int32_t user) { return ix->user_str + ix->user_off[user]; }
@@ -487,17 +505,22 @@ size_t v4r_index_user_history(const v4r_index *ix, int32_t user, const int32_t *
     return (size_t)(ix->hist_off[user + 1] - ix->hist_off[user]);
 }
 
+void ix_decode_row(int dtype, size_t d, const void *panels, const float *scales, size_t slot, float *out)
+{
+    size_t at = slot / IX_PANEL * d * IX_PANEL + slot % IX_PANEL;
+    const unsigned char *v = panels;
+    float scale = dtype == V4R_INDEX_I8 ? scales[slot] : 1;
+    for (size_t k = 0; k < d; k++, at += IX_PANEL) {
+        if (dtype == V4R_INDEX_F16)
+            out[k] = v4r_f16_to_f32((uint16_t)(v[2 * at] | v[2 * at + 1] << 8));
+        else if (dtype == V4R_INDEX_I8)
+            out[k] = (float)((const int8_t *)panels)[at] * scale;
+        else
+            out[k] = ((const float *)panels)[at];
+    }
+}
+
 void v4r_index_item_vector(const v4r_index *ix, int32_t item, float *out)
 {
-    size_t d = ix->h.dim, at = (size_t)item / IX_PANEL * d * IX_PANEL + (size_t)item % IX_PANEL;
-    const unsigned char *v = ix->vectors;
-    float scale = ix->scales ? ix->scales[item] : 1;
-    for (size_t k = 0; k < d; k++, at += IX_PANEL) {
-        if (ix->h.dtype == V4R_INDEX_F16)
-            out[k] = v4r_f16_to_f32((uint16_t)(v[2 * at] | v[2 * at + 1] << 8));
-        else if (ix->h.dtype == V4R_INDEX_I8)
-            out[k] = (float)((const int8_t *)ix->vectors)[at] * scale;
-        else
-            out[k] = ((const float *)ix->vectors)[at];
-    }
+    ix_decode_row((int)ix->h.dtype, (size_t)ix->h.dim, ix->vectors, ix->scales, (size_t)item, out);
 }

@@ -17,17 +17,19 @@
 
 const size_t ix_group_sizes[] = {12, 8, 4, 2, 1, 0};
 
-static float element(const v4r_index *ix, size_t at)
+static float element_of(int dtype, const void *vectors, size_t at)
 {
-    switch (ix->h.dtype) {
+    switch (dtype) {
     case V4R_INDEX_F16: {
-        const unsigned char *b = (const unsigned char *)ix->vectors + 2 * at;
+        const unsigned char *b = (const unsigned char *)vectors + 2 * at;
         return v4r_f16_to_f32((uint16_t)(b[0] | b[1] << 8));
     }
-    case V4R_INDEX_I8: return (float)((const int8_t *)ix->vectors)[at];
-    default: return ((const float *)ix->vectors)[at];
+    case V4R_INDEX_I8: return (float)((const int8_t *)vectors)[at];
+    default: return ((const float *)vectors)[at];
     }
 }
+
+static float element(const v4r_index *ix, size_t at) { return element_of((int)ix->h.dtype, ix->vectors, at); }
 
 float ix_score_item(const v4r_index *ix, const float *q, int32_t item)
 {
@@ -42,19 +44,18 @@ float ix_score_item(const v4r_index *ix, const float *q, int32_t item)
 /* ---- portable C (builds without AVX2) ---- */
 
 #if !(defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
-static void score_generic(const v4r_index *ix, const float *a, size_t R, size_t p0, size_t np, float *out,
-                          size_t ldo)
+static void score_generic(size_t d, int dtype, const void *vectors, const float *scales, const float *a, size_t R,
+                          size_t p0, size_t np, float *out, size_t ldo)
 {
-    size_t d = ix->h.dim;
     for (size_t p = 0; p < np; p++)
         for (size_t lane = 0; lane < IX_PANEL; lane++) {
             size_t item = (p0 + p) * IX_PANEL + lane, base = (p0 + p) * d * IX_PANEL + lane;
-            float scale = ix->h.dtype == V4R_INDEX_I8 ? ix->scales[item] : 1;
+            float scale = dtype == V4R_INDEX_I8 ? scales[item] : 1;
             for (size_t u = 0; u < R; u++) {
                 float s = 0;
                 for (size_t k = 0; k < d; k++)
-                    s = fmaf(a[k * R + u], element(ix, base + k * IX_PANEL), s);
-                out[u * ldo + p * IX_PANEL + lane] = ix->h.dtype == V4R_INDEX_I8 ? s * scale : s;
+                    s = fmaf(a[k * R + u], element_of(dtype, vectors, base + k * IX_PANEL), s);
+                out[u * ldo + p * IX_PANEL + lane] = dtype == V4R_INDEX_I8 ? s * scale : s;
             }
         }
 }
@@ -204,41 +205,47 @@ typedef void (*run256_fn)(const float *, const void *, const float *, size_t, si
 static const run256_fn runs256[3][4] = {IX_ROW256(0), IX_ROW256(1), IX_ROW256(2)};
 
 /* Groups of 12 and 8 run as 6 + 6 and 4 + 4 (a holds them k-major; split it into halves). */
-static void score_avx2(const v4r_index *ix, const float *a, size_t R, size_t p0, size_t np, float *out, size_t ldo,
-                       float *half)
+static void score_avx2(size_t d, int dtype, const void *vectors, const float *scales, const float *a, size_t R,
+                       size_t p0, size_t np, float *out, size_t ldo, float *half)
 {
-    size_t d = ix->h.dim, r = R > 6 ? R / 2 : R;
+    size_t r = R > 6 ? R / 2 : R;
     int which = r == 6 ? 0 : r == 4 ? 1 : r == 2 ? 2 : 3;
-    run256_fn fn = runs256[ix->h.dtype][which];
+    run256_fn fn = runs256[dtype][which];
     if (r == R) {
-        fn(a, ix->vectors, ix->scales, p0, np, d, out, ldo);
+        fn(a, vectors, scales, p0, np, d, out, ldo);
         return;
     }
     for (size_t part = 0; part < 2; part++) {
         for (size_t k = 0; k < d; k++)
             for (size_t u = 0; u < r; u++)
                 half[k * r + u] = a[k * R + part * r + u];
-        fn(half, ix->vectors, ix->scales, p0, np, d, out + part * r * ldo, ldo);
+        fn(half, vectors, scales, p0, np, d, out + part * r * ldo, ldo);
     }
 }
 #endif
 
-void ix_score_panels(const v4r_index *ix, const float *a, size_t R, size_t p0, size_t np, float *out, size_t ldo)
+void ix_score_block(const v4r_index *ix, int dtype, const void *vectors, const float *scales, const float *a,
+                    size_t R, size_t p0, size_t np, float *out, size_t ldo)
 {
 #ifdef IX_HAVE_AVX512
     if (ix->kernel == V4R_KERNEL_AVX512) {
         int which = R == 12 ? 0 : R == 8 ? 1 : R == 4 ? 2 : R == 2 ? 3 : 4;
-        runs512[ix->h.dtype][which](a, ix->vectors, ix->scales, p0, np, ix->h.dim, out, ldo);
+        runs512[dtype][which](a, vectors, scales, p0, np, ix->h.dim, out, ldo);
         return;
     }
 #endif
 #ifdef IX_HAVE_AVX2
     float stack[6 * 1024];
     float *half = R > 6 && ix->h.dim * 6 > 6 * 1024 ? v4r_malloc(ix->h.dim * 6 * sizeof *half) : stack;
-    score_avx2(ix, a, R, p0, np, out, ldo, half);
+    score_avx2(ix->h.dim, dtype, vectors, scales, a, R, p0, np, out, ldo, half);
     if (half != stack)
         free(half);
 #else
-    score_generic(ix, a, R, p0, np, out, ldo);
+    score_generic(ix->h.dim, dtype, vectors, scales, a, R, p0, np, out, ldo);
 #endif
+}
+
+void ix_score_panels(const v4r_index *ix, const float *a, size_t R, size_t p0, size_t np, float *out, size_t ldo)
+{
+    ix_score_block(ix, (int)ix->h.dtype, ix->vectors, ix->scales, a, R, p0, np, out, ldo);
 }

@@ -6,16 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rec/rank_internal.h"
+#include "vlm4rec/kernels.h"
 
 enum { CHUNK_BYTES = 256 * 1024 }; /* vector bytes scanned per pass over the query groups */
-
-/* One query's working state. */
-typedef struct {
-    v4r_topk top;
-    uint64_t *blocked; /* bit per item: never returned */
-    int direct;        /* few candidates: scored one by one */
-} query_state;
 
 static int check_list(const int32_t *v, size_t n, size_t n_items, size_t q, const char *what, v4r_err *err)
 {
@@ -28,9 +21,8 @@ static int check_list(const int32_t *v, size_t n, size_t n_items, size_t q, cons
     return V4R_OK;
 }
 
-static int check_query(const v4r_index *ix, const v4r_index_query *qr, size_t q, size_t kmax, v4r_err *err)
+static int check_query(const v4r_index *ix, const v4r_index_query *qr, size_t q, size_t kmax, size_t n, v4r_err *err)
 {
-    size_t n = ix->h.n_items;
     if (qr->k > kmax)
         return v4r_fail(err, V4R_EUSAGE, "query %zu: k = %zu is above kmax = %zu", q, qr->k, kmax);
     if (!qr->vector && qr->n_history == 0)
@@ -46,11 +38,37 @@ static int check_query(const v4r_index *ix, const v4r_index_query *qr, size_t q,
     return rc;
 }
 
+/* The index and its live changes (dl NULL: none). */
+typedef struct {
+    const v4r_index *ix;
+    const ix_delta *dl;
+} search_ctx;
+
 static const float *index_row(const void *ctx, int32_t item, size_t h, float *tmp)
 {
     (void)h;
-    v4r_index_item_vector(ctx, item, tmp);
+    const search_ctx *c = ctx;
+    size_t n = c->ix->h.n_items;
+    if ((size_t)item < n)
+        v4r_index_item_vector(c->ix, item, tmp);
+    else
+        ix_decode_row((int)c->ix->h.dtype, c->ix->h.dim, c->dl->panels, c->dl->scales, (size_t)item - n, tmp);
     return tmp;
+}
+
+/* ix_score_item for an added item: the same FMA chain over the stored elements. */
+static float score_added(const v4r_index *ix, const ix_delta *dl, const float *q, size_t slot)
+{
+    size_t d = ix->h.dim, at = slot / IX_PANEL * d * IX_PANEL + slot % IX_PANEL;
+    const unsigned char *v = dl->panels;
+    float s = 0;
+    for (size_t k = 0; k < d; k++, at += IX_PANEL) {
+        float x = ix->h.dtype == V4R_INDEX_F16   ? v4r_f16_to_f32((uint16_t)(v[2 * at] | v[2 * at + 1] << 8))
+                  : ix->h.dtype == V4R_INDEX_I8 ? (float)((const int8_t *)dl->panels)[at]
+                                                 : ((const float *)dl->panels)[at];
+        s = fmaf(q[k], x, s);
+    }
+    return ix->h.dtype == V4R_INDEX_I8 ? s * dl->scales[slot] : s;
 }
 
 static void set_bits(uint64_t *bits, const int32_t *v, size_t n)
@@ -59,10 +77,10 @@ static void set_bits(uint64_t *bits, const int32_t *v, size_t n)
         bits[v[i] >> 6] |= (uint64_t)1 << (v[i] & 63);
 }
 
-static int is_set(const uint64_t *bits, int32_t i) { return (int)(bits[i >> 6] >> (i & 63) & 1); }
+
 
 /* The blocked items of a query: history (unless kept), exclusions, and everything but the candidates. */
-static void block_items(const v4r_index_query *qr, size_t words, uint64_t *bits)
+static void block_items(const v4r_index_query *qr, size_t words, uint64_t *bits, const uint64_t *deleted)
 {
     int only = qr->candidates != NULL;
     memset(bits, only ? 0xff : 0, words * sizeof *bits);
@@ -71,6 +89,8 @@ static void block_items(const v4r_index_query *qr, size_t words, uint64_t *bits)
     if (!qr->keep_history)
         set_bits(bits, qr->history, qr->n_history);
     set_bits(bits, qr->exclude, qr->n_exclude);
+    for (size_t w = 0; deleted && w < words; w++)
+        bits[w] |= deleted[w];
 }
 
 static int cmp_i32(const void *a, const void *b)
@@ -80,14 +100,18 @@ static int cmp_i32(const void *a, const void *b)
 }
 
 /* Few candidates: score each distinct one in ascending item order. */
-static void search_direct(const v4r_index *ix, const v4r_index_query *qr, const float *prof, query_state *st)
+static void search_direct(const v4r_index *ix, const ix_delta *dl, const v4r_index_query *qr, const float *prof,
+                          query_state *st)
 {
     int32_t *c = v4r_malloc((qr->n_candidates ? qr->n_candidates : 1) * sizeof *c);
     memcpy(c, qr->candidates, qr->n_candidates * sizeof *c);
     qsort(c, qr->n_candidates, sizeof *c, cmp_i32);
     for (size_t i = 0; i < qr->n_candidates; i++)
-        if ((i == 0 || c[i] != c[i - 1]) && !is_set(st->blocked, c[i]))
-            v4r_topk_offer(&st->top, ix_score_item(ix, prof, c[i]), c[i]);
+        if ((i == 0 || c[i] != c[i - 1]) && !ix_is_set(st->blocked, c[i]))
+            v4r_topk_offer(&st->top,
+                           (size_t)c[i] < ix->h.n_items ? ix_score_item(ix, prof, c[i])
+                                                        : score_added(ix, dl, prof, (size_t)c[i] - ix->h.n_items),
+                           c[i]);
     free(c);
 }
 
@@ -101,25 +125,18 @@ static void offer_scores(query_state *st, const float *s, size_t n, int32_t firs
         /* full: a later item with an equal score never wins */
         if (t->n == t->kmax && !(s[j] > t->heap[0].s))
             continue;
-        if (!is_set(st->blocked, first + (int32_t)j))
+        if (!ix_is_set(st->blocked, first + (int32_t)j))
             v4r_topk_offer(t, s[j], first + (int32_t)j);
     }
 }
 
-/* A group of R scanned queries: their profiles k-major. */
-typedef struct {
-    size_t R;
-    size_t first; /* into the scan order */
-    float *a;
-} group;
-
-static size_t make_groups(const size_t *order, size_t n_scan, const float *prof, size_t d, group *g, float *a)
+size_t ix_make_groups(const size_t *order, size_t n_scan, const float *prof, size_t d, ix_group *g, float *a)
 {
     size_t ng = 0, done = 0;
     for (size_t s = 0; ix_group_sizes[s]; s++)
         while (n_scan - done >= ix_group_sizes[s]) {
             size_t R = ix_group_sizes[s];
-            g[ng] = (group){R, done, a};
+            g[ng] = (ix_group){R, done, a};
             for (size_t u = 0; u < R; u++)
                 for (size_t k = 0; k < d; k++)
                     a[k * R + u] = prof[order[done + u] * d + k];
@@ -137,10 +154,10 @@ static void scan_catalog(const v4r_index *ix, const size_t *order, size_t n_scan
     size_t d = ix->h.dim, n_items = ix->h.n_items;
     size_t panel_bytes = IX_PANEL * d * ix_dtype_size((int)ix->h.dtype);
     size_t chunk = CHUNK_BYTES / panel_bytes ? CHUNK_BYTES / panel_bytes : 1, ldo = chunk * IX_PANEL;
-    group *g = v4r_malloc(n_scan * sizeof *g);
+    ix_group *g = v4r_malloc(n_scan * sizeof *g);
     float *a = v4r_malloc(n_scan * d * sizeof *a);
     float *out = v4r_malloc(12 * ldo * sizeof *out);
-    size_t ng = make_groups(order, n_scan, prof, d, g, a);
+    size_t ng = ix_make_groups(order, n_scan, prof, d, g, a);
     for (size_t p0 = p_lo; p0 < p_hi; p0 += chunk) {
         size_t np = p_hi - p0 < chunk ? p_hi - p0 : chunk;
         size_t first = p0 * IX_PANEL, n = n_items - first < np * IX_PANEL ? n_items - first : np * IX_PANEL;
@@ -203,39 +220,84 @@ static void scan_threads(const v4r_index *ix, const size_t *order, size_t n_scan
     free(heaps);
 }
 
-static int search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax, int threads,
-                  int32_t *top_items, float *top_scores, v4r_err *err)
+/* The lists a query probes: 0 = the exact scan (no IVF, or V4R_INDEX_EXACT). */
+/* The exact scan of the added items for the n queries of order, after the base scan. */
+static void scan_added(const v4r_index *ix, const ix_delta *dl, const size_t *order, size_t n, const float *prof,
+                       query_state *st)
 {
+    size_t d = ix->h.dim, panels = (dl->n_added + IX_PANEL - 1) / IX_PANEL, chunk = 64, ldo = chunk * IX_PANEL;
+    ix_group *g = v4r_malloc(n * sizeof *g);
+    float *a = v4r_malloc(n * d * sizeof *a), *out = v4r_malloc(12 * ldo * sizeof *out);
+    size_t ng = ix_make_groups(order, n, prof, d, g, a);
+    for (size_t p0 = 0; p0 < panels; p0 += chunk) {
+        size_t np = panels - p0 < chunk ? panels - p0 : chunk, first = p0 * IX_PANEL;
+        size_t m = dl->n_added - first < np * IX_PANEL ? dl->n_added - first : np * IX_PANEL;
+        for (size_t i = 0; i < ng; i++) {
+            ix_score_block(ix, (int)ix->h.dtype, dl->panels, dl->scales, g[i].a, g[i].R, p0, np, out, ldo);
+            for (size_t u = 0; u < g[i].R; u++)
+                offer_scores(&st[order[g[i].first + u]], out + u * ldo, m, (int32_t)(ix->h.n_items + first));
+        }
+    }
+    free(g);
+    free(a);
+    free(out);
+}
+
+static size_t probes(const v4r_index *ix, size_t nprobe)
+{
+    size_t nlist = (size_t)ix->ivf.nlist;
+    if (!nlist || nprobe == V4R_INDEX_EXACT)
+        return 0;
+    if (nprobe == 0)
+        return (size_t)ix->ivf.nprobe;
+    return nprobe < nlist ? nprobe : nlist;
+}
+
+static int search(const v4r_index *ix, const ix_delta *dl, const v4r_index_query *queries, size_t nq, size_t kmax,
+                  int threads, int32_t *top_items, float *top_scores, v4r_err *err)
+{
+    size_t n_total = ix->h.n_items + (dl ? dl->n_added : 0);
+    search_ctx ctx = {ix, dl};
     for (size_t q = 0; q < nq; q++) {
-        int rc = check_query(ix, &queries[q], q, kmax, err);
+        int rc = check_query(ix, &queries[q], q, kmax, n_total, err);
         if (rc)
             return rc;
     }
     if (nq == 0)
         return V4R_OK;
-    size_t d = ix->h.dim, words = (ix->h.n_items + 63) / 64, n_scan = 0;
+    size_t d = ix->h.dim, words = (n_total + 63) / 64, n_scan = 0, n_ivf = 0, n_added = 0;
     float *prof = v4r_malloc(nq * d * sizeof *prof), *tmp = v4r_malloc(d * sizeof *tmp);
     query_state *st = v4r_calloc(nq, sizeof *st);
     uint64_t *bits = v4r_malloc(nq * words * sizeof *bits);
     v4r_entry *heaps = v4r_malloc((kmax ? nq * kmax : 1) * sizeof *heaps);
-    size_t *order = v4r_malloc(nq * sizeof *order);
+    size_t *order = v4r_malloc(nq * sizeof *order), *ivf_order = v4r_malloc(nq * sizeof *ivf_order);
+    size_t *added_order = v4r_malloc(nq * sizeof *added_order);
     for (size_t q = 0; q < nq; q++) {
         const v4r_index_query *qr = &queries[q];
         if (qr->vector)
             memcpy(prof + q * d, qr->vector, d * sizeof *prof);
         else
-            v4r_profile_rows(qr->history, qr->n_history, ix->h.profile_length, d, index_row, ix, tmp, prof + q * d);
+            v4r_profile_rows(qr->history, qr->n_history, ix->h.profile_length, d, index_row, &ctx, tmp, prof + q * d);
         st[q].top = (v4r_topk){heaps + q * kmax, 0, qr->k, NULL, 0, NULL};
         st[q].blocked = bits + q * words;
-        block_items(qr, words, st[q].blocked);
+        block_items(qr, words, st[q].blocked, dl ? dl->deleted : NULL);
         st[q].direct = qr->candidates && qr->n_candidates * 8 < ix->h.n_items;
+        st[q].nprobe = probes(ix, qr->nprobe);
+        if (!st[q].direct && dl && dl->n_added)
+            added_order[n_added++] = q;
         if (st[q].direct)
-            search_direct(ix, qr, prof + q * d, &st[q]);
+            search_direct(ix, dl, qr, prof + q * d, &st[q]);
+        else if (st[q].nprobe)
+            ivf_order[n_ivf++] = q;
         else
             order[n_scan++] = q;
     }
     if (n_scan)
         scan_threads(ix, order, n_scan, prof, st, nq, kmax, threads);
+    if (n_ivf)
+        ivf_scan(ix, ivf_order, n_ivf, prof, st, nq, kmax, threads);
+    if (n_added)
+        scan_added(ix, dl, added_order, n_added, prof, st);
     for (size_t q = 0; q < nq; q++)
         finish(&st[q], queries[q].k, kmax, top_items + q * kmax, top_scores + q * kmax);
     free(prof);
@@ -244,17 +306,25 @@ static int search(const v4r_index *ix, const v4r_index_query *queries, size_t nq
     free(bits);
     free(heaps);
     free(order);
+    free(ivf_order);
+    free(added_order);
     return V4R_OK;
 }
 
 int v4r_index_search(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
                      int32_t *top_items, float *top_scores, v4r_err *err)
 {
-    return search(ix, queries, nq, kmax, 1, top_items, top_scores, err);
+    return search(ix, NULL, queries, nq, kmax, 1, top_items, top_scores, err);
 }
 
 int v4r_index_search_threads(const v4r_index *ix, const v4r_index_query *queries, size_t nq, size_t kmax,
                              int threads, int32_t *top_items, float *top_scores, v4r_err *err)
 {
-    return search(ix, queries, nq, kmax, threads, top_items, top_scores, err);
+    return search(ix, NULL, queries, nq, kmax, threads, top_items, top_scores, err);
+}
+
+int ix_search_delta(const v4r_index *ix, const ix_delta *dl, const v4r_index_query *queries, size_t nq, size_t kmax,
+                    int threads, int32_t *top_items, float *top_scores, v4r_err *err)
+{
+    return search(ix, dl, queries, nq, kmax, threads, top_items, top_scores, err);
 }

@@ -258,3 +258,16 @@ int v4r_npy_write_u8(const char *path, const uint8_t *data, size_t n, v4r_err *e
 {
     return write_npy(path, "|u1", data, 1, n, 1, 0, err);
 }
+
+size_t v4r_npy_header_f32(size_t rows, size_t cols, char buf[V4R_NPY_HEADER_MAX])
+{
+    char dict[128];
+    snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows, cols);
+    size_t dlen = strlen(dict), pad = (64 - (10 + dlen + 1) % 64) % 64, hlen = dlen + pad + 1;
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 255), (unsigned char)(hlen >> 8)};
+    memcpy(buf, pre, 10);
+    memcpy(buf + 10, dict, dlen);
+    memset(buf + 10 + dlen, ' ', pad);
+    buf[10 + hlen - 1] = '\n';
+    return 10 + hlen;
+}

@@ -43,6 +43,43 @@ static json_t *step_facts(const pl_plan *p)
     return o;
 }
 
+/* Grounding's counts from the summary it printed: described now, found described, failed. */
+static char *ground_counts(const char *path)
+{
+    char *text = NULL, *out = NULL;
+    size_t len, done, failed, skipped_done, skipped_failed, busy;
+    if (v4r_read_file(path, &text, &len, NULL) == 0 &&
+        sscanf(text, "ground: %zu described, %zu failed; skipped %zu already done, %zu failed before, %zu held",
+               &done, &failed, &skipped_done, &skipped_failed, &busy) == 5)
+        out = v4r_sprintf("%zu new, %zu reused, %zu failed%s", done, skipped_done, failed + skipped_failed,
+                          busy ? " (some held by another process)" : "");
+    free(text);
+    return out;
+}
+
+char *pl_item_counts(const pl_step *s)
+{
+    v4r_reuse_counts c;
+    if (!s->counts)
+        return NULL;
+    if (s->stage == V4R_STAGE_GROUND)
+        return ground_counts(s->counts);
+    return v4r_reuse_read_counts(s->counts, &c) ? NULL : v4r_reuse_counts_text(&c);
+}
+
+/* Each per-item step's counts of its last run (new, changed, reused, removed, failed items). */
+static json_t *item_facts(const pl_plan *p)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < p->n_steps; i++) {
+        char *counts = pl_item_counts(&p->steps[i]);
+        if (counts)
+            json_object_set_new(o, p->steps[i].id, json_string(counts));
+        free(counts);
+    }
+    return o;
+}
+
 static json_t *run_facts(const pl_plan *p)
 {
     json_t *enc = json_object();
@@ -54,6 +91,7 @@ static json_t *run_facts(const pl_plan *p)
     if (v4r_conf_section_get(&p->conf, "fusion"))
         json_object_set_new(run, "fusion", json_string(p->fusion_note ? p->fusion_note : "trained by vlm4rec train"));
     json_object_set_new(run, "step_seconds", step_facts(p));
+    json_object_set_new(run, "items", item_facts(p));
     return run;
 }
 

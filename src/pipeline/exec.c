@@ -125,12 +125,16 @@ static int run_command(const pl_plan *p, const pl_step *s, v4r_err *err)
 {
     v4r_standin *si = NULL;
     char **argv = v4r_calloc(s->argc + 1, sizeof *argv);
+    char *ground_dir = v4r_path_join(p->run_dir, "ground"), *log = v4r_path_join(ground_dir, "standin.log");
     int rc = V4R_OK;
-    if (s->standin) {
+    if (s->standin) { /* its log (a line per request, appended) shows what each run asked */
         v4r_standin_opts so;
         v4r_standin_defaults(&so);
         so.port = 0;
-        rc = v4r_standin_start(&so, &si, err);
+        so.log_path = log;
+        rc = v4r_mkdir_p(ground_dir, err);
+        if (!rc)
+            rc = v4r_standin_start(&so, &si, err);
     }
     for (size_t i = 0; i < s->argc && !rc; i++)
         argv[i] = strstr(s->argv[i], "@STANDIN@")
@@ -146,11 +150,16 @@ static int run_command(const pl_plan *p, const pl_step *s, v4r_err *err)
     if (!rc && code != 0)
         rc = v4r_fail(err, code == 3 ? V4R_EINPUT : V4R_EIO, "step %s failed (exit %d): %s %s ...", s->id, code,
                       argv[1], s->argc > 2 ? argv[2] : "");
-    if (si)
+    if (si) {
+        printf("        the stand-in server answered %llu requests (each one a line in %s)\n",
+               (unsigned long long)v4r_standin_requests(si), log);
         v4r_standin_stop(si);
+    }
     for (size_t i = 0; i < s->argc; i++)
         free(argv[i]);
     free(argv);
+    free(ground_dir);
+    free(log);
     return rc;
 }
 
@@ -214,6 +223,10 @@ static int run_step(const pl_plan *p, size_t i, int *n_ran, v4r_err *err)
         rc = write_state(p, s, hash, v4r_now() - t0, err);
     if (!rc)
         printf("[%2zu/%zu] %-28s done in %.1f s\n", i + 1, p->n_steps, s->id, v4r_now() - t0);
+    char *counts = rc ? NULL : pl_item_counts(s);
+    if (counts)
+        printf("        items: %s\n", counts);
+    free(counts);
     (*n_ran)++;
     return rc;
 }
@@ -268,6 +281,17 @@ static int early_checks(const pl_plan *p, v4r_err *err)
     return V4R_OK;
 }
 
+/* The summary's per-item lines: what each per-item step that ran did with the catalog's items. */
+static void print_item_counts(const pl_plan *p, const uint8_t *ran)
+{
+    for (size_t i = 0; i < p->n_steps; i++) {
+        char *counts = ran[i] ? pl_item_counts(&p->steps[i]) : NULL;
+        if (counts)
+            printf("items of %s: %s\n", p->steps[i].id, counts);
+        free(counts);
+    }
+}
+
 int v4r_pipeline_run(const v4r_run_opts *o, v4r_err *err)
 {
     pl_plan p;
@@ -279,13 +303,19 @@ int v4r_pipeline_run(const v4r_run_opts *o, v4r_err *err)
         rc = early_checks(&p, err);
     if (!rc && p.fusion_note)
         printf("fusion: %s; the representations that need it are left out\n", p.fusion_note);
-    for (size_t i = 0; i < p.n_steps && !rc; i++)
+    uint8_t *ran = v4r_calloc(p.n_steps + 1, 1);
+    for (size_t i = 0; i < p.n_steps && !rc; i++) {
+        int before = n_ran;
         rc = run_step(&p, i, &n_ran, err);
+        ran[i] = n_ran > before;
+    }
     if (!rc && !o->dry_run) {
         printf("%d of %zu steps ran, %.1f s; run directory %s\n", n_ran, p.n_steps, v4r_now() - t0, p.run_dir);
+        print_item_counts(&p, ran);
         if (p.n_protos)
             printf("report: %s/report/report.html\n", p.run_dir);
     }
+    free(ran);
     pl_plan_free(&p);
     return rc;
 }

@@ -16,6 +16,8 @@ typedef struct {
     char *stdout_path;       /* when set, the command's stdout goes there (atomically) */
     int standin;             /* needs the in-process stand-in server while it runs */
     int protocol;            /* eval: the protocol whose results it annotates; -1 otherwise */
+    char *counts;            /* a per-item step: its vector file (the counts in its keys file), or for
+                                grounding the summary file it prints */
 } pl_step;
 
 typedef struct {
@@ -73,5 +75,7 @@ char *pl_slug(const char *name);
 int pl_spawn(char *const *argv, const char *stdout_path, int quiet);
 /* Adds label, groups, encoders and the run facts to a protocol's results JSON. */
 int pl_annotate(const pl_plan *p, size_t protocol, v4r_err *err);
+/* A per-item step's counts of its last run ("N new, N changed, N reused, ..."), NULL when it has none. */
+char *pl_item_counts(const pl_step *s);
 
 #endif

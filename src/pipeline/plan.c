@@ -1,6 +1,7 @@
 /* pipeline: the plan's first stages from the config — dataset (synth or import), grounding,
  * text encoders (model or the TF-IDF fallback), vision vectors, fusion models — and the helpers
  * that build steps and read values. */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,23 @@ static int plan_synth(pl_plan *p, const v4r_conf_section *s, pl_step *st, v4r_er
     return V4R_OK;
 }
 
+/* The files directly in an import directory are the step's inputs too: a source whose files change
+ * in place (rows added, changed or removed) is imported again. */
+static void import_inputs(pl_step *st, const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char *path = v4r_path_join(dir, e->d_name);
+        struct stat sb;
+        if (e->d_name[0] != '.' && stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+            pl_in(st, path);
+        free(path);
+    }
+    if (d)
+        closedir(d);
+}
+
 static int plan_import(pl_plan *p, const v4r_conf_section *s, pl_step *st, v4r_err *err)
 {
     const v4r_conf_kv *path = v4r_conf_get(s, "path");
@@ -148,9 +166,11 @@ static int plan_import(pl_plan *p, const v4r_conf_section *s, pl_step *st, v4r_e
         return rc;
     if (!path)
         return pl_conf_fail(p, s->line, err, "[dataset] source = import needs path = DIR");
-    if (!v4r_file_exists(path->value) && !p->o->dry_run)
+    struct stat sb;
+    int exists = stat(path->value, &sb) == 0; /* a directory (v4r_file_exists is for files) */
+    if (!exists && !p->o->dry_run)
         return pl_conf_fail(p, path->line, err, "path: '%s' does not exist", path->value);
-    if (!v4r_file_exists(path->value))
+    if (!exists)
         printf("note: %s:%d: path: '%s' does not exist; a run stops here (this dry run goes on)\n", p->conf.path,
                path->line, path->value);
     if (strcmp(format, "kaggle") && strcmp(format, "mmrec") && strcmp(format, "tsv"))
@@ -163,6 +183,7 @@ static int plan_import(pl_plan *p, const v4r_conf_section *s, pl_step *st, v4r_e
     if (dedupe)
         pl_arg(st, "--dedupe");
     pl_in(st, path->value);
+    import_inputs(st, path->value);
     p->dataset_desc = v4r_sprintf("imported (%s layout) from %s", format, path->value);
     return V4R_OK;
 }
@@ -261,6 +282,8 @@ static int plan_ground(pl_plan *p, v4r_err *err)
     pl_argf(st, "--model=%s", p->ground_model);
     pl_argf(st, "--cache=%s", p->cache);
     pl_arg(st, "--quiet");
+    st->stdout_path = v4r_path_join(p->run_dir, "ground/summary.txt"); /* the counts of the run facts */
+    st->counts = v4r_strdup(st->stdout_path);
     rc = ground_prompt(p, s, st, err);
     ground_options(p, s, st);
     char *items = in_dataset(p, "items.tsv");
@@ -409,6 +432,8 @@ static int plan_text(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     pl_argf(st, "--dataset=%s", p->dataset);
     pl_argf(st, "--output=%s", t->path);
     pl_arg(st, "--quiet");
+    pl_arg(st, "--incremental"); /* only new or changed items are encoded */
+    st->counts = v4r_strdup(t->path);
     if (!rc)
         rc = text_input(p, t, src->value, src->line, st, err);
     if (!rc)
@@ -423,6 +448,9 @@ static int plan_text(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     pl_in(st, items);
     pl_out(st, t->path);
     pl_out(st, t->covered);
+    char *keys = v4r_reuse_keys_path(t->path);
+    pl_out(st, keys);
+    free(keys);
     free(items);
     free(dir);
     free(slug);
@@ -465,9 +493,13 @@ static int plan_vision(pl_plan *p, v4r_err *err)
     pl_argf(st, "--dataset=%s", p->dataset);
     pl_argf(st, "--output=%s", p->vision_path);
     pl_arg(st, "--quiet");
-    char *items = in_dataset(p, "items.tsv");
+    pl_arg(st, "--incremental"); /* only new or changed images are embedded */
+    st->counts = v4r_strdup(p->vision_path);
+    char *items = in_dataset(p, "items.tsv"), *keys = v4r_reuse_keys_path(p->vision_path);
     pl_in(st, items);
     pl_out(st, p->vision_path);
+    pl_out(st, keys);
+    free(keys);
     free(items);
     free(dir);
     return V4R_OK;

@@ -357,6 +357,7 @@ void pl_plan_free(pl_plan *p)
         free_list(s->out, s->n_out);
         free(s->id);
         free(s->stdout_path);
+        free(s->counts);
     }
     for (size_t i = 0; i < p->n_texts; i++) {
         free(p->texts[i].name);

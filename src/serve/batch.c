@@ -60,8 +60,7 @@ static void answer_batch(v4r_server *s, serve_request **batch, size_t n)
     int32_t *items = v4r_malloc(n * kmax * sizeof *items);
     float *scores = v4r_malloc(n * kmax * sizeof *scores);
     v4r_err err = {0};
-    int rc = v4r_index_search_threads(batch[0]->h->ix, queries, n, kmax, (int)s->o.threads, items, scores,
-                                      &err);
+    int rc = v4r_live_search(batch[0]->h->live, queries, n, kmax, (int)s->o.threads, items, scores, &err);
     if (rc)
         v4r_warn("serve: a search of %zu queries failed: %s", n, err.msg);
     metrics_batch(&s->metrics, n);

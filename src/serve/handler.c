@@ -24,12 +24,27 @@ static int is_similar_path(const char *url)
     return n > np + ns && !strncmp(url, SIMILAR_PREFIX, np) && !strcmp(url + n - ns, SIMILAR_SUFFIX);
 }
 
+#define USERS_PREFIX "/v1/users/"
+#define EVENTS_SUFFIX "/events"
+
+static int is_events_path(const char *url)
+{
+    size_t n = strlen(url), np = strlen(USERS_PREFIX), ns = strlen(EVENTS_SUFFIX);
+    return n > np + ns && !strncmp(url, USERS_PREFIX, np) && !strcmp(url + n - ns, EVENTS_SUFFIX);
+}
+
 static int route_of(const char *url)
 {
     if (!strcmp(url, "/v1/recommend"))
         return ROUTE_RECOMMEND;
     if (is_similar_path(url))
         return ROUTE_SIMILAR;
+    if (!strcmp(url, "/v1/items"))
+        return ROUTE_ADD;
+    if (!strncmp(url, SIMILAR_PREFIX, strlen(SIMILAR_PREFIX)) && url[strlen(SIMILAR_PREFIX)])
+        return ROUTE_DELETE;
+    if (is_events_path(url))
+        return ROUTE_EVENTS;
     if (!strcmp(url, "/healthz"))
         return ROUTE_HEALTHZ;
     if (!strcmp(url, "/metrics"))
@@ -37,16 +52,24 @@ static int route_of(const char *url)
     return ROUTE_OTHER;
 }
 
-static const char *allowed_methods(int route) { return route == ROUTE_RECOMMEND ? "POST" : "GET, HEAD"; }
+/* Routes that take a JSON body. */
+static int has_body(int route) { return route == ROUTE_RECOMMEND || route == ROUTE_ADD || route == ROUTE_EVENTS; }
+
+static const char *allowed_methods(int route)
+{
+    return has_body(route) ? "POST" : route == ROUTE_DELETE ? "DELETE" : "GET, HEAD";
+}
 
 static int method_allowed(int route, const char *method)
 {
-    if (route == ROUTE_RECOMMEND)
+    if (has_body(route))
         return !strcmp(method, "POST");
+    if (route == ROUTE_DELETE)
+        return !strcmp(method, "DELETE");
     return !strcmp(method, "GET") || !strcmp(method, "HEAD");
 }
 
-static int is_api(int route) { return route == ROUTE_RECOMMEND || route == ROUTE_SIMILAR; }
+static int is_api(int route) { return route != ROUTE_HEALTHZ && route != ROUTE_METRICS && route != ROUTE_OTHER; }
 
 /* ---- requests ---- */
 
@@ -138,15 +161,17 @@ static enum MHD_Result answer_healthz(serve_request *r)
 {
     const v4r_index *ix = r->h->ix;
     return respond_json(r, 200,
-                        json_pack("{s:s,s:s,s:I,s:I,s:I,s:s}", "status", "ok", "index_version", v4r_index_version(ix),
-                                  "items", (json_int_t)v4r_index_n_items(ix), "users",
-                                  (json_int_t)v4r_index_n_users(ix), "dim", (json_int_t)v4r_index_dim(ix),
-                                  "storage", v4r_index_dtype_name(v4r_index_storage(ix))));
+                        json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:I,s:I}", "status", "ok", "index_version",
+                                  v4r_index_version(ix), "items", (json_int_t)v4r_index_n_items(ix), "users",
+                                  (json_int_t)v4r_index_n_users(ix), "dim", (json_int_t)v4r_index_dim(ix), "storage",
+                                  v4r_index_dtype_name(v4r_index_storage(ix)), "live_items",
+                                  (json_int_t)v4r_live_n_added(r->h->live), "deleted",
+                                  (json_int_t)v4r_live_n_deleted(r->h->live)));
 }
 
 static enum MHD_Result answer_metrics(serve_request *r)
 {
-    return respond(r, 200, metrics_text(&r->srv->metrics, r->h->ix), CONTENT_METRICS, NULL);
+    return respond(r, 200, metrics_text(&r->srv->metrics, r->h->live), CONTENT_METRICS, NULL);
 }
 
 /* ---- checks when the headers arrive ---- */
@@ -215,7 +240,7 @@ static int refused_by_api(serve_request *r)
                       r->remote);
     }
     const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    if (r->route == ROUTE_RECOMMEND && !is_json_type(type))
+    if (has_body(r->route) && !is_json_type(type))
         return refuse(r, 415, NULL, NULL, "Content-Type must be application/json, not %.200s", type ? type : "none");
     return 0;
 }
@@ -238,7 +263,7 @@ static int declared_too_large(serve_request *r)
 {
     const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
     int64_t n;
-    if (r->route != ROUTE_RECOMMEND || !length || v4r_parse_i64(length, &n) || (uint64_t)n <= r->srv->o.max_body)
+    if (!has_body(r->route) || !length || v4r_parse_i64(length, &n) || (uint64_t)n <= r->srv->o.max_body)
         return 0;
     r->status = 413;
     r->answer = error_body(413, "the body (%s bytes) is larger than %zu bytes", length, r->srv->o.max_body);
@@ -252,14 +277,14 @@ static int declared_too_large(serve_request *r)
 static enum MHD_Result take_body(serve_request *r, const char *data, size_t n)
 {
     size_t max = r->srv->o.max_body;
-    if (r->stage == STAGE_RECEIVING && r->route == ROUTE_RECOMMEND && !r->too_large && r->n_body + n > max) {
+    if (r->stage == STAGE_RECEIVING && has_body(r->route) && !r->too_large && r->n_body + n > max) {
         r->too_large = 1;
         r->discarded = r->n_body;
         free(r->body);
         r->body = NULL;
         r->n_body = r->cap_body = 0;
     }
-    if (r->stage == STAGE_RECEIVING && r->route == ROUTE_RECOMMEND && !r->too_large) {
+    if (r->stage == STAGE_RECEIVING && has_body(r->route) && !r->too_large) {
         v4r_grow((void **)&r->body, &r->cap_body, r->n_body + n + 1, 1);
         memcpy(r->body + r->n_body, data, n);
         r->n_body += n;
@@ -289,6 +314,8 @@ static enum MHD_Result finish_recommend(serve_request *r)
     }
     if (request_parse_recommend(r, server_index(r->srv), r->srv->o.max_k))
         return respond_answer(r);
+    if (!r->q.nprobe)
+        r->q.nprobe = r->srv->o.nprobe;
     return enqueue(r);
 }
 
@@ -301,7 +328,33 @@ static enum MHD_Result finish_similar(serve_request *r, const char *url)
     free(id);
     if (rc)
         return respond_answer(r);
+    r->q.nprobe = r->srv->o.nprobe;
     return enqueue(r);
+}
+
+/* The write routes: answered on this thread once the change is logged and applied. */
+static enum MHD_Result finish_write(serve_request *r, const char *url)
+{
+    if (r->too_large) {
+        r->status = 413;
+        r->answer = error_body(413, "the body is larger than %zu bytes", r->srv->o.max_body);
+        return respond_answer(r);
+    }
+    if (r->route == ROUTE_ADD) {
+        live_add(r);
+    } else if (r->route == ROUTE_DELETE) {
+        live_delete(r, url + strlen(SIMILAR_PREFIX));
+    } else {
+        size_t np = strlen(USERS_PREFIX), n = strlen(url) - np - strlen(EVENTS_SUFFIX);
+        char *user = v4r_strndup(url + np, n);
+        live_events(r, user);
+        free(user);
+    }
+    if (r->status == 503) {
+        r->extra_name = "Retry-After";
+        snprintf(r->extra_value, sizeof r->extra_value, "1");
+    }
+    return respond_answer(r);
 }
 
 static enum MHD_Result finish(serve_request *r, const char *url)
@@ -309,6 +362,9 @@ static enum MHD_Result finish(serve_request *r, const char *url)
     switch (r->route) {
     case ROUTE_RECOMMEND: return finish_recommend(r);
     case ROUTE_SIMILAR: return finish_similar(r, url);
+    case ROUTE_ADD:
+    case ROUTE_DELETE:
+    case ROUTE_EVENTS: return finish_write(r, url);
     case ROUTE_HEALTHZ: r->h = server_index(r->srv); return answer_healthz(r);
     default: r->h = server_index(r->srv); return answer_metrics(r);
     }

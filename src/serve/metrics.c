@@ -13,7 +13,8 @@ static const double batch_le[N_BATCH_BUCKETS - 1] = {1, 2, 4, 8, 16, 32, 64, 128
 
 const char *route_name(int route)
 {
-    static const char *const names[NROUTES] = {"recommend", "similar", "healthz", "metrics", "other"};
+    static const char *const names[NROUTES] = {"recommend", "similar", "healthz", "metrics",
+                                               "other",     "items",   "delete",  "events"};
     return route >= 0 && route < NROUTES ? names[route] : "other";
 }
 
@@ -176,14 +177,29 @@ static void put_index(text_buf *t, const serve_metrics *m, const v4r_index *ix)
         (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_error);
 }
 
-char *metrics_text(serve_metrics *m, const v4r_index *ix)
+static void put_live(text_buf *t, const v4r_live *live)
 {
+    put(t, "# HELP vlm4rec_live_items Items added live since the index was built.\n"
+           "# TYPE vlm4rec_live_items gauge\nvlm4rec_live_items %zu\n",
+        v4r_live_n_added(live));
+    put(t, "# HELP vlm4rec_live_deletions Items deleted live since the index was built.\n"
+           "# TYPE vlm4rec_live_deletions gauge\nvlm4rec_live_deletions %zu\n",
+        v4r_live_n_deleted(live));
+    put(t, "# HELP vlm4rec_live_log_bytes The length of the index's live-additions log.\n"
+           "# TYPE vlm4rec_live_log_bytes gauge\nvlm4rec_live_log_bytes %llu\n",
+        (unsigned long long)v4r_live_log_bytes(live));
+}
+
+char *metrics_text(serve_metrics *m, const v4r_live *live)
+{
+    const v4r_index *ix = v4r_live_base(live);
     text_buf t = {v4r_malloc(4096), 0, 4096};
     pthread_mutex_lock(&m->mu);
     put_requests(&t, m);
     put_durations(&t, m);
     put_batches(&t, m);
     put_index(&t, m, ix);
+    put_live(&t, live);
     put(&t, "# HELP vlm4rec_inflight_requests Requests received and not yet answered.\n"
             "# TYPE vlm4rec_inflight_requests gauge\nvlm4rec_inflight_requests %ld\n",
         m->inflight);

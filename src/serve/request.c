@@ -82,7 +82,7 @@ static int resolve_ids(serve_request *r, json_t *root, const char *field, int32_
     {
         if (!json_is_string(v))
             return fail(r, 400, "\"%s\"[%zu] must be a string (an item id)", field, i);
-        int32_t item = v4r_index_find_item(r->h->ix, json_string_value(v), json_string_length(v));
+        int32_t item = v4r_live_find_item(r->h->live, json_string_value(v), json_string_length(v));
         if (item >= 0)
             ids[(*n)++] = item;
         else
@@ -109,6 +109,18 @@ static int parse_k(serve_request *r, json_t *root, size_t max_k)
     return 0;
 }
 
+/* nprobe: lists an IVF index probes, an integer >= 1 (absent: the server's default). */
+static int parse_nprobe(serve_request *r, json_t *root)
+{
+    json_t *np = json_object_get(root, "nprobe");
+    if (!np || json_is_null(np))
+        return 0;
+    if (!json_is_integer(np) || json_integer_value(np) < 1)
+        return fail(r, 400, "\"nprobe\" must be an integer of at least 1");
+    r->q.nprobe = (size_t)json_integer_value(np);
+    return 0;
+}
+
 /* "user": the stored history of a known user (404 when unknown). */
 static int use_user(serve_request *r, json_t *user)
 {
@@ -118,7 +130,8 @@ static int use_user(serve_request *r, json_t *user)
     int32_t u = v4r_index_find_user(r->h->ix, json_string_value(user), json_string_length(user));
     if (u < 0)
         return fail(r, 404, "unknown user \"%.200s\"", r->user);
-    r->q.n_history = v4r_index_user_history(r->h->ix, u, &r->q.history);
+    r->q.n_history = v4r_live_user_history(r->h->live, u, &r->user_history);
+    r->q.history = r->user_history;
     if (!r->q.n_history)
         return fail(r, 422, "user \"%.200s\" has no history in the index", r->user);
     return 0;
@@ -135,7 +148,7 @@ static int parse_fields(serve_request *r, json_t *root, size_t max_k)
     if (keep && !json_is_boolean(keep))
         return fail(r, 400, "\"keep_history\" must be true or false");
     r->q.keep_history = json_is_true(keep);
-    if (parse_k(r, root, max_k))
+    if (parse_k(r, root, max_k) || parse_nprobe(r, root))
         return -1;
     if (json_object_get(root, "candidates") && !json_is_array(json_object_get(root, "candidates")))
         return fail(r, 400, "\"candidates\" must be an array of item ids (strings)");
@@ -190,13 +203,13 @@ int request_parse_similar(serve_request *r, index_holder *h, const char *id, con
         return fail(r, 400, "query parameter \"k\" must be an integer from 1 to %zu", max_k);
     if (k_text)
         r->q.k = (size_t)k;
-    int32_t item = v4r_index_find_item(h->ix, id, strlen(id));
+    int32_t item = v4r_live_find_item(h->live, id, strlen(id));
     if (item < 0)
         return fail(r, 404, "unknown item \"%.200s\"", id);
     r->ids = v4r_malloc(sizeof *r->ids);
     r->ids[0] = item;
     r->vector = v4r_malloc(v4r_index_dim(h->ix) * sizeof *r->vector);
-    v4r_index_item_vector(h->ix, item, r->vector);
+    v4r_live_item_vector(h->live, item, r->vector);
     r->q.history = r->ids; /* excludes the item itself */
     r->q.n_history = 1;
     r->q.vector = r->vector;
@@ -243,7 +256,7 @@ void request_answer(serve_request *r, const int32_t *items, const float *scores)
     if (r->item)
         json_object_set_new(o, "item", id_string(r->item));
     for (size_t j = 0; j < r->q.k && items[j] >= 0; j++)
-        json_array_append_new(list, json_pack("{s:o,s:f}", "item", id_string(v4r_index_item_id(r->h->ix, items[j])),
+        json_array_append_new(list, json_pack("{s:o,s:f}", "item", id_string(v4r_live_item_id(r->h->live, items[j])),
                                               "score", (double)scores[j]));
     json_object_set_new(o, "items", list);
     if (!r->item)
@@ -263,6 +276,8 @@ void request_release_query(serve_request *r)
 {
     free(r->ids);
     free(r->vector);
+    free(r->user_history);
+    r->user_history = NULL;
     r->ids = NULL;
     r->vector = NULL;
     json_decref(r->unknown);

@@ -16,16 +16,18 @@
 /* ---- the index in service: refcounted, so a swap never closes it under a request ---- */
 
 typedef struct {
-    v4r_index *ix;
+    v4r_live *live; /* the index and its live changes */
+    v4r_index *ix;  /* v4r_live_base(live) */
     atomic_long refs;
 } index_holder;
 
-index_holder *holder_new(v4r_index *ix); /* one reference, the server's */
-void holder_put(index_holder *h);        /* the last put closes the index */
+index_holder *holder_new(v4r_live *live); /* one reference, the server's */
+void holder_put(index_holder *h);         /* the last put closes the index */
 
 /* ---- routes ---- */
 
-enum { ROUTE_RECOMMEND, ROUTE_SIMILAR, ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_OTHER, NROUTES };
+enum { ROUTE_RECOMMEND, ROUTE_SIMILAR, ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_OTHER, ROUTE_ADD, ROUTE_DELETE,
+       ROUTE_EVENTS, NROUTES };
 const char *route_name(int route);
 
 /* ---- one request ---- */
@@ -48,6 +50,7 @@ typedef struct serve_request {
     index_holder *h;
     v4r_index_query q;
     int32_t *ids; /* history (when given), exclude and candidates, in one block */
+    int32_t *user_history; /* a known user's history (stored, then events) */
     float *vector;
     json_t *unknown;  /* ids not in the index */
     char *user, *item; /* echoed */
@@ -118,7 +121,7 @@ void metrics_batch(serve_metrics *m, size_t size);
 void metrics_reload(serve_metrics *m, int ok);
 void metrics_inflight(serve_metrics *m, long delta);
 /* The Prometheus text exposition (0.0.4) of everything, with the index in service. */
-char *metrics_text(serve_metrics *m, const v4r_index *ix);
+char *metrics_text(serve_metrics *m, const v4r_live *live);
 
 /* ---- rate limits and tokens ---- */
 
@@ -181,7 +184,20 @@ struct v4r_server {
     serve_metrics metrics;
     rate_limiter limiter;
     access_log log;
+    /* live additions: one change at a time, never across an index swap */
+    pthread_mutex_t write_mu;
+    struct v4r_encoder *encoder; /* the index's encoder, NULL when it names none */
+    pthread_mutex_t encoder_mu;
+    char *text_template;         /* the index's text template, or NULL */
 };
+
+/* The write routes (live.c): POST /v1/items, DELETE /v1/items/ID, POST /v1/users/ID/events; the
+ * answer in r->status / r->answer. */
+void live_add(serve_request *r);
+void live_delete(serve_request *r, const char *id);
+void live_events(serve_request *r, const char *user);
+/* Loads the encoder the index names (its meta's "encoder") when it names one. */
+int live_load_encoder(struct v4r_server *s, const v4r_index *ix, v4r_err *err);
 
 index_holder *server_index(struct v4r_server *s); /* a reference to the index in service */
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "serve_internal.h"
+#include "vlm4rec/text.h"
 
 #define HEADER_MEMORY ((size_t)32 << 10) /* per connection: request line, headers, buffers */
 #define DRAIN_GRACE_S 5.0                 /* past the connection timeout, the drain stops waiting */
@@ -34,10 +35,11 @@ int v4r_server_port(const v4r_server *s) { return s->port; }
 
 /* ---- the index holder ---- */
 
-index_holder *holder_new(v4r_index *ix)
+index_holder *holder_new(v4r_live *live)
 {
     index_holder *h = v4r_calloc(1, sizeof *h);
-    h->ix = ix;
+    h->live = live;
+    h->ix = v4r_live_base(live);
     atomic_init(&h->refs, 1);
     return h;
 }
@@ -45,7 +47,7 @@ index_holder *holder_new(v4r_index *ix)
 void holder_put(index_holder *h)
 {
     if (h && atomic_fetch_sub(&h->refs, 1) == 1) {
-        v4r_index_close(h->ix);
+        v4r_live_close(h->live);
         free(h);
     }
 }
@@ -59,9 +61,9 @@ index_holder *server_index(v4r_server *s)
     return h;
 }
 
-static void swap_index(v4r_server *s, v4r_index *ix)
+static void swap_index(v4r_server *s, v4r_live *live)
 {
-    index_holder *h = holder_new(ix);
+    index_holder *h = holder_new(live);
     pthread_mutex_lock(&s->ix_mu);
     index_holder *old = s->current;
     s->current = h;
@@ -86,22 +88,43 @@ static int note_file(v4r_server *s)
     return changed;
 }
 
+/* Opens the index and replays its live log. */
+static int open_live(const char *path, v4r_live **out, v4r_err *err)
+{
+    v4r_index *ix = NULL;
+    int rc = v4r_index_open(path, 1, &ix, err);
+    if (rc)
+        return rc;
+    char *log = v4r_live_log_path(path);
+    v4r_live_replay rep;
+    rc = v4r_live_open(ix, log, out, &rep, err);
+    if (!rc && rep.records)
+        v4r_info("serve: %s: %zu live changes replayed (%llu bytes)", log, rep.records,
+                 (unsigned long long)rep.log_bytes);
+    free(log);
+    return rc;
+}
+
 static void reload_once(v4r_server *s)
 {
     pthread_mutex_lock(&s->reload_mu);
     note_file(s);
     pthread_mutex_unlock(&s->reload_mu);
-    v4r_index *ix = NULL;
+    v4r_live *live = NULL;
     v4r_err err = {0};
-    if (v4r_index_open(s->index_path, 1, &ix, &err) != V4R_OK) {
+    pthread_mutex_lock(&s->write_mu); /* no change between the replay and the swap */
+    if (open_live(s->index_path, &live, &err) != V4R_OK) {
+        pthread_mutex_unlock(&s->write_mu);
         metrics_reload(&s->metrics, 0);
         index_holder *h = server_index(s);
         v4r_warn("serve: reload failed, still serving index %s: %s", v4r_index_version(h->ix), err.msg);
         holder_put(h);
         return;
     }
-    v4r_info("serve: reloaded %s: index %s, %zu items", s->index_path, v4r_index_version(ix), v4r_index_n_items(ix));
-    swap_index(s, ix);
+    v4r_info("serve: reloaded %s: index %s, %zu items", s->index_path, v4r_index_version(v4r_live_base(live)),
+             v4r_live_n_items(live));
+    swap_index(s, live);
+    pthread_mutex_unlock(&s->write_mu);
     metrics_reload(&s->metrics, 1);
 }
 
@@ -238,6 +261,8 @@ static v4r_server *server_new(const v4r_serve_opts *o)
     pthread_cond_init(&s->reload_cv, NULL);
     pthread_mutex_init(&s->open_mu, NULL);
     pthread_cond_init(&s->open_cv, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->encoder_mu, NULL);
     metrics_init(&s->metrics);
     limiter_init(&s->limiter, o->rate, o->burst);
     return s;
@@ -246,6 +271,10 @@ static v4r_server *server_new(const v4r_serve_opts *o)
 static void server_free(v4r_server *s)
 {
     holder_put(s->current);
+    v4r_encoder_free(s->encoder);
+    free(s->text_template);
+    pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->encoder_mu);
     access_log_close(&s->log);
     limiter_free(&s->limiter);
     metrics_free(&s->metrics);
@@ -266,12 +295,16 @@ int v4r_server_start(const v4r_serve_opts *o, v4r_server **out, v4r_err *err)
     int rc = check_opts(o, err);
     if (rc)
         return rc;
-    v4r_index *ix = NULL;
-    if ((rc = v4r_index_open(o->index_path, 1, &ix, err)) != V4R_OK)
+    v4r_live *live = NULL;
+    if ((rc = open_live(o->index_path, &live, err)) != V4R_OK)
         return rc;
     v4r_server *s = server_new(o);
-    s->current = holder_new(ix);
+    s->current = holder_new(live);
     note_file(s);
+    if ((rc = live_load_encoder(s, v4r_live_base(live), err)) != V4R_OK) {
+        server_free(s);
+        return rc;
+    }
     if ((rc = access_log_open(&s->log, o->access_log, err)) != V4R_OK) {
         server_free(s);
         return rc;
