@@ -303,9 +303,10 @@ static int encode_chunks(v4r_encoder *enc, const int32_t **seq, const size_t *le
 /* What changes the numbers besides the model: parts must agree on it to be merged. */
 static json_t *part_options(const encode_args *a)
 {
-    return json_pack("{s:s, s:s?, s:s, s:s?, s:s?}", "source", a->titles ? "titles" : "texts", "text_template",
+    return json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s}", "source", a->titles ? "titles" : "texts", "text_template",
                      a->text_template, "empty", a->empty_reference ? "reference" : "zero", "cache_model",
-                     a->cache_model, "cache_prompt_hash", a->cache_prompt_hash);
+                     a->cache_model, "cache_prompt_hash", a->cache_prompt_hash, "precision",
+                     a->precision == V4R_PREC_BF16 ? "bf16" : "fp32");
 }
 
 /* OUT.npy (the shard's rows), then its manifest OUT.part.json. */
