@@ -76,4 +76,8 @@ size_t v4r_encoder_hidden_size(const v4r_encoder *e);
  * rows L2-normalized. A text without a token gets a zero row. docs/text.md has the details. */
 int v4r_tfidf_encode(const char *const *texts, size_t n, size_t dim, float *out, v4r_err *err);
 
+/* A text template filled in: {title} and {description} replaced, {{ and }} written as one brace
+ * (the template is checked beforehand: every other '{' or '}' is copied as it is). Caller frees. */
+char *v4r_text_template_fill(const char *tpl, const char *title, const char *description);
+
 #endif

@@ -597,39 +597,13 @@ static int template_check(const char *tpl, int *uses_title)
     return 0;
 }
 
-/* The template filled in with title and description (a checked template). Caller frees. */
-static char *template_fill(const char *tpl, const char *title, const char *description)
-{
-    size_t cap = strlen(tpl) + 1, n = 0;
-    for (const char *c = tpl; *c; c++)
-        if (*c == '{')
-            cap += strlen(title) + strlen(description);
-    char *out = v4r_malloc(cap);
-    for (const char *c = tpl; *c;) {
-        const char *end = c + 1, *put = NULL;
-        if ((c[0] == '{' && c[1] == '{') || (c[0] == '}' && c[1] == '}'))
-            out[n++] = *c, end = c + 2;
-        else if (*c == '{')
-            put = placeholder(c, &end) == 't' ? title : description;
-        else
-            out[n++] = *c;
-        if (put) {
-            memcpy(out + n, put, strlen(put));
-            n += strlen(put);
-        }
-        c = end;
-    }
-    out[n] = 0;
-    return out;
-}
-
 /* Replaces every non-blank text by the template filled in (titles from the dataset's rows). */
 static void apply_template(const encode_args *a, text_list *l, const v4r_dataset *ds, const int64_t *row)
 {
     for (size_t i = 0; i < l->n; i++) {
         if (blank_text(l->text[i]))
             continue; /* no description: stays no text */
-        char *filled = template_fill(a->text_template, ds ? ds->item_title[row[i]] : "", l->text[i]);
+        char *filled = v4r_text_template_fill(a->text_template, ds ? ds->item_title[row[i]] : "", l->text[i]);
         free(l->text[i]);
         l->text[i] = filled;
     }

@@ -34,8 +34,7 @@ void request_error(serve_request *r, unsigned status, const char *fmt, va_list a
     r->answer = error_body(status, "%s", msg);
 }
 
-static int fail(serve_request *r, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(serve_request *r, unsigned status, const char *fmt, ...)
+int serve_fail(serve_request *r, unsigned status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -75,13 +74,13 @@ static int resolve_ids(serve_request *r, json_t *root, const char *field, int32_
     if (!arr || json_is_null(arr))
         return 0;
     if (!json_is_array(arr))
-        return fail(r, 400, "\"%s\" must be an array of item ids (strings)", field);
+        return serve_fail(r, 400, "\"%s\" must be an array of item ids (strings)", field);
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
         if (!json_is_string(v))
-            return fail(r, 400, "\"%s\"[%zu] must be a string (an item id)", field, i);
+            return serve_fail(r, 400, "\"%s\"[%zu] must be a string (an item id)", field, i);
         int32_t item = v4r_live_find_item(r->h->live, json_string_value(v), json_string_length(v));
         if (item >= 0)
             ids[(*n)++] = item;
@@ -104,7 +103,7 @@ static int parse_k(serve_request *r, json_t *root, size_t max_k)
     if (!k || json_is_null(k))
         return 0;
     if (!json_is_integer(k) || json_integer_value(k) < 1 || (uint64_t)json_integer_value(k) > max_k)
-        return fail(r, 400, "\"k\" must be an integer from 1 to %zu", max_k);
+        return serve_fail(r, 400, "\"k\" must be an integer from 1 to %zu", max_k);
     r->q.k = (size_t)json_integer_value(k);
     return 0;
 }
@@ -116,7 +115,7 @@ static int parse_nprobe(serve_request *r, json_t *root)
     if (!np || json_is_null(np))
         return 0;
     if (!json_is_integer(np) || json_integer_value(np) < 1)
-        return fail(r, 400, "\"nprobe\" must be an integer of at least 1");
+        return serve_fail(r, 400, "\"nprobe\" must be an integer of at least 1");
     r->q.nprobe = (size_t)json_integer_value(np);
     return 0;
 }
@@ -125,15 +124,15 @@ static int parse_nprobe(serve_request *r, json_t *root)
 static int use_user(serve_request *r, json_t *user)
 {
     if (!json_is_string(user))
-        return fail(r, 400, "\"user\" must be a string (a user id)");
+        return serve_fail(r, 400, "\"user\" must be a string (a user id)");
     r->user = v4r_strndup(json_string_value(user), json_string_length(user));
     int32_t u = v4r_index_find_user(r->h->ix, json_string_value(user), json_string_length(user));
     if (u < 0)
-        return fail(r, 404, "unknown user \"%.200s\"", r->user);
+        return serve_fail(r, 404, "unknown user \"%.200s\"", r->user);
     r->q.n_history = v4r_live_user_history(r->h->live, u, &r->user_history);
     r->q.history = r->user_history;
     if (!r->q.n_history)
-        return fail(r, 422, "user \"%.200s\" has no history in the index", r->user);
+        return serve_fail(r, 422, "user \"%.200s\" has no history in the index", r->user);
     return 0;
 }
 
@@ -141,17 +140,17 @@ static int parse_fields(serve_request *r, json_t *root, size_t max_k)
 {
     json_t *user = json_object_get(root, "user"), *history = json_object_get(root, "history");
     if (user && history)
-        return fail(r, 400, "give \"user\" or \"history\", not both");
+        return serve_fail(r, 400, "give \"user\" or \"history\", not both");
     if (!user && !history)
-        return fail(r, 400, "the body needs \"user\" (a user id) or \"history\" (item ids, most recent last)");
+        return serve_fail(r, 400, "the body needs \"user\" (a user id) or \"history\" (item ids, most recent last)");
     json_t *keep = json_object_get(root, "keep_history");
     if (keep && !json_is_boolean(keep))
-        return fail(r, 400, "\"keep_history\" must be true or false");
+        return serve_fail(r, 400, "\"keep_history\" must be true or false");
     r->q.keep_history = json_is_true(keep);
     if (parse_k(r, root, max_k) || parse_nprobe(r, root))
         return -1;
     if (json_object_get(root, "candidates") && !json_is_array(json_object_get(root, "candidates")))
-        return fail(r, 400, "\"candidates\" must be an array of item ids (strings)");
+        return serve_fail(r, 400, "\"candidates\" must be an array of item ids (strings)");
     size_t n_hist = array_size(root, "history"), n_excl = array_size(root, "exclude");
     size_t n_cand = array_size(root, "candidates"), n = 0;
     r->ids = v4r_malloc((n_hist + n_excl + n_cand + 1) * sizeof *r->ids);
@@ -160,7 +159,7 @@ static int parse_fields(serve_request *r, json_t *root, size_t max_k)
         return -1;
     r->history_length = history ? json_array_size(history) : 0;
     if (history && !n)
-        return fail(r, 422, "no item of \"history\" is in the index");
+        return serve_fail(r, 422, "no item of \"history\" is in the index");
     if (history)
         r->q.history = hist, r->q.n_history = n;
     if (resolve_ids(r, root, "exclude", excl, &r->q.n_exclude) || resolve_ids(r, root, "candidates", cand, &n))
@@ -181,12 +180,12 @@ int request_parse_recommend(serve_request *r, index_holder *h, size_t max_k)
     r->unknown = json_array();
     memset(&r->q, 0, sizeof r->q);
     if (json_depth(r->body, r->n_body) > MAX_DEPTH)
-        return fail(r, 400, "the body nests arrays or objects deeper than %d", MAX_DEPTH);
+        return serve_fail(r, 400, "the body nests arrays or objects deeper than %d", MAX_DEPTH);
     json_error_t je;
     json_t *root = json_loadb(r->body ? r->body : "", r->n_body, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return fail(r, 400, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
-    int rc = json_is_object(root) ? parse_fields(r, root, max_k) : fail(r, 400, "the body must be a JSON object");
+        return serve_fail(r, 400, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+    int rc = json_is_object(root) ? parse_fields(r, root, max_k) : serve_fail(r, 400, "the body must be a JSON object");
     json_decref(root);
     return rc;
 }
@@ -200,12 +199,12 @@ int request_parse_similar(serve_request *r, index_holder *h, const char *id, con
     r->q.k = 10 < max_k ? 10 : max_k;
     int64_t k;
     if (k_text && (v4r_parse_i64(k_text, &k) || k < 1 || (uint64_t)k > max_k))
-        return fail(r, 400, "query parameter \"k\" must be an integer from 1 to %zu", max_k);
+        return serve_fail(r, 400, "query parameter \"k\" must be an integer from 1 to %zu", max_k);
     if (k_text)
         r->q.k = (size_t)k;
     int32_t item = v4r_live_find_item(h->live, id, strlen(id));
     if (item < 0)
-        return fail(r, 404, "unknown item \"%.200s\"", id);
+        return serve_fail(r, 404, "unknown item \"%.200s\"", id);
     r->ids = v4r_malloc(sizeof *r->ids);
     r->ids[0] = item;
     r->vector = v4r_malloc(v4r_index_dim(h->ix) * sizeof *r->vector);

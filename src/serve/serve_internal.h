@@ -77,6 +77,8 @@ void request_release_query(serve_request *r);
 char *error_body(unsigned status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sets r's status and its answer to the error body of the formatted message (freeing any answer). */
 void request_error(serve_request *r, unsigned status, const char *fmt, va_list ap);
+/* request_error with a printf format; returns -1 (for "return serve_fail(...)"). */
+int serve_fail(serve_request *r, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* s (n bytes) with every byte that does not start a valid UTF-8 character (and NUL) as U+FFFD;
  * caller frees. */
 char *utf8_clean(const char *s, size_t n);

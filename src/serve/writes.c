@@ -11,16 +11,6 @@
 #include "vlm4rec/io.h"
 #include "vlm4rec/text.h"
 
-static int fail(serve_request *r, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(serve_request *r, unsigned status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    request_error(r, status, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- the encoder ---- */
 
 int live_load_encoder(v4r_server *s, const v4r_index *ix, v4r_err *err)
@@ -51,31 +41,6 @@ int live_load_encoder(v4r_server *s, const v4r_index *ix, v4r_err *err)
     return rc;
 }
 
-/* encode's --text-template filled in: {title}, {description}, {{ and }} for braces. */
-static char *template_fill(const char *tpl, const char *title, const char *description)
-{
-    size_t cap = strlen(tpl) + 1, n = 0;
-    for (const char *c = tpl; *c; c++)
-        if (*c == '{')
-            cap += strlen(title) + strlen(description);
-    char *out = v4r_malloc(cap);
-    for (const char *c = tpl; *c;) {
-        if ((c[0] == '{' && c[1] == '{') || (c[0] == '}' && c[1] == '}')) {
-            out[n++] = *c;
-            c += 2;
-        } else if (!strncmp(c, "{title}", 7) || !strncmp(c, "{description}", 13)) {
-            const char *put = c[1] == 't' ? title : description;
-            memcpy(out + n, put, strlen(put));
-            n += strlen(put);
-            c += c[1] == 't' ? 7 : 13;
-        } else {
-            out[n++] = *c++;
-        }
-    }
-    out[n] = 0;
-    return out;
-}
-
 static int is_blank(const char *s)
 {
     for (; *s; s++)
@@ -89,17 +54,17 @@ static json_t *parse_body(serve_request *r, const char *const *allowed)
 {
     json_error_t je;
     if (json_depth(r->body ? r->body : "", r->n_body) > 32) {
-        fail(r, 400, "the body nests arrays or objects deeper than 32");
+        serve_fail(r, 400, "the body nests arrays or objects deeper than 32");
         return NULL;
     }
     json_t *root = json_loadb(r->body ? r->body : "", r->n_body, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        fail(r, 400, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+        serve_fail(r, 400, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        fail(r, 400, "the body must be a JSON object");
+        serve_fail(r, 400, "the body must be a JSON object");
         return NULL;
     }
     const char *key;
@@ -111,7 +76,7 @@ static json_t *parse_body(serve_request *r, const char *const *allowed)
             i++;
         if (!allowed[i]) {
             char *clean = utf8_clean(key, strlen(key));
-            fail(r, 400, "unknown field \"%.100s\"", clean);
+            serve_fail(r, 400, "unknown field \"%.100s\"", clean);
             free(clean);
             json_decref(root);
             return NULL;
@@ -124,16 +89,16 @@ static json_t *parse_body(serve_request *r, const char *const *allowed)
 static int vector_of(serve_request *r, json_t *arr, size_t dim, float *out)
 {
     if (!json_is_array(arr))
-        return fail(r, 400, "\"vector\" must be an array of numbers");
+        return serve_fail(r, 400, "\"vector\" must be an array of numbers");
     if (json_array_size(arr) != dim)
-        return fail(r, 422, "\"vector\" has %zu values, the index's dimension is %zu", json_array_size(arr), dim);
+        return serve_fail(r, 422, "\"vector\" has %zu values, the index's dimension is %zu", json_array_size(arr), dim);
     for (size_t k = 0; k < dim; k++) {
         json_t *x = json_array_get(arr, k);
         if (!json_is_number(x))
-            return fail(r, 400, "\"vector\"[%zu] must be a number", k);
+            return serve_fail(r, 400, "\"vector\"[%zu] must be a number", k);
         out[k] = (float)json_number_value(x);
         if (!isfinite(out[k]))
-            return fail(r, 422, "\"vector\"[%zu] is not a finite float32", k);
+            return serve_fail(r, 422, "\"vector\"[%zu] is not a finite float32", k);
     }
     return 0;
 }
@@ -144,14 +109,14 @@ static int vector_of_text(serve_request *r, json_t *root, json_t *desc, size_t d
     v4r_server *s = r->srv;
     json_t *title = json_object_get(root, "title");
     if (!json_is_string(desc))
-        return fail(r, 400, "\"description\" must be a string");
+        return serve_fail(r, 400, "\"description\" must be a string");
     if (title && !json_is_string(title))
-        return fail(r, 400, "\"title\" must be a string");
+        return serve_fail(r, 400, "\"title\" must be a string");
     if (is_blank(json_string_value(desc)))
-        return fail(r, 422, "\"description\" is empty or blank");
+        return serve_fail(r, 422, "\"description\" is empty or blank");
     if (!s->encoder)
-        return fail(r, 422, "the index names no encoder (index build --encoder): send the item's \"vector\"");
-    char *text = s->text_template ? template_fill(s->text_template, title ? json_string_value(title) : "",
+        return serve_fail(r, 422, "the index names no encoder (index build --encoder): send the item's \"vector\"");
+    char *text = s->text_template ? v4r_text_template_fill(s->text_template, title ? json_string_value(title) : "",
                                                   json_string_value(desc))
                                   : v4r_strdup(json_string_value(desc));
     const char *texts[1] = {text};
@@ -161,7 +126,7 @@ static int vector_of_text(serve_request *r, json_t *root, json_t *desc, size_t d
     pthread_mutex_unlock(&s->encoder_mu);
     free(text);
     (void)dim;
-    return rc ? fail(r, 422, "the text could not be encoded: %s", err.msg) : 0;
+    return rc ? serve_fail(r, 422, "the text could not be encoded: %s", err.msg) : 0;
 }
 
 /* The status of a failed change. */
@@ -174,7 +139,7 @@ static void change_failed(serve_request *r, int rc, const v4r_err *err)
                       : rc == V4R_LIVE_ROTATED ? 503
                       : rc == V4R_EINPUT       ? 422
                                                : 500;
-    fail(r, status, "%s", err->msg);
+    serve_fail(r, status, "%s", err->msg);
 }
 
 void live_add(serve_request *r)
@@ -192,13 +157,13 @@ void live_add(serve_request *r)
     float *v = v4r_malloc(dim * sizeof *v);
     int bad = 0;
     if (!json_is_string(id) || is_blank(json_string_value(id)))
-        bad = fail(r, 400, "\"item\" must be a nonempty string (the item's id)");
+        bad = serve_fail(r, 400, "\"item\" must be a nonempty string (the item's id)");
     else if (strlen(json_string_value(id)) != json_string_length(id))
-        bad = fail(r, 400, "\"item\" must not contain \\u0000");
+        bad = serve_fail(r, 400, "\"item\" must not contain \\u0000");
     else if (!desc == !vec)
-        bad = fail(r, 400, "give \"description\" (text, encoded with the index's encoder) or \"vector\", one of them");
+        bad = serve_fail(r, 400, "give \"description\" (text, encoded with the index's encoder) or \"vector\", one of them");
     else if (vec && json_object_get(root, "title"))
-        bad = fail(r, 400, "\"title\" goes with \"description\", not with \"vector\"");
+        bad = serve_fail(r, 400, "\"title\" goes with \"description\", not with \"vector\"");
     else
         bad = vec ? vector_of(r, vec, dim, v) : vector_of_text(r, root, desc, dim, v);
     if (!bad) {
@@ -250,19 +215,19 @@ void live_delete(serve_request *r, const char *id)
 static int event_items(serve_request *r, json_t *arr, int32_t **items, size_t *n)
 {
     if (!json_is_array(arr))
-        return fail(r, 400, "\"items\" must be an array of item ids (strings)");
+        return serve_fail(r, 400, "\"items\" must be an array of item ids (strings)");
     *n = json_array_size(arr);
     if (!*n)
-        return fail(r, 422, "\"items\" is empty");
+        return serve_fail(r, 422, "\"items\" is empty");
     *items = v4r_malloc(*n * sizeof **items);
     for (size_t i = 0; i < *n; i++) {
         json_t *v = json_array_get(arr, i);
         if (!json_is_string(v))
-            return fail(r, 400, "\"items\"[%zu] must be a string (an item id)", i);
+            return serve_fail(r, 400, "\"items\"[%zu] must be a string (an item id)", i);
         (*items)[i] = v4r_live_find_item(r->h->live, json_string_value(v), json_string_length(v));
         if ((*items)[i] < 0) {
             char *clean = utf8_clean(json_string_value(v), json_string_length(v));
-            fail(r, 422, "\"items\"[%zu]: unknown item \"%.200s\"", i, clean);
+            serve_fail(r, 422, "\"items\"[%zu]: unknown item \"%.200s\"", i, clean);
             free(clean);
             return -1;
         }
@@ -282,9 +247,9 @@ void live_events(serve_request *r, const char *user)
     r->user = v4r_strdup(user);
     int32_t u = v4r_index_find_user(r->h->ix, user, strlen(user)), *items = NULL;
     size_t n = 0;
-    int bad = u < 0 ? fail(r, 404, "unknown user \"%.200s\"", user) : 0;
+    int bad = u < 0 ? serve_fail(r, 404, "unknown user \"%.200s\"", user) : 0;
     if (!bad && !json_object_get(root, "items"))
-        bad = fail(r, 400, "the body needs \"items\" (item ids, oldest first)");
+        bad = serve_fail(r, 400, "the body needs \"items\" (item ids, oldest first)");
     if (!bad)
         bad = event_items(r, json_object_get(root, "items"), &items, &n);
     if (!bad) {
