@@ -90,10 +90,6 @@ const float *v4r_reuse_lookup(const v4r_reuse *r, const char *item, const char *
 void v4r_reuse_count_removed(const v4r_reuse *r, const v4r_strmap *current, v4r_reuse_counts *c);
 /* The key of one input: sha256 of identity, a NUL, and the n bytes of data. */
 void v4r_reuse_key(const char *identity, const void *data, size_t n, char hex[65]);
-/* The hex sha256 of a file's bytes; -1 when it cannot be read. */
-int v4r_reuse_file_hash(const char *path, char hex[65]);
-/* A model directory's identity: the sha256 of its configuration, tokenizer and weight files. */
-int v4r_reuse_model_id(const char *dir, char hex[65], v4r_err *err);
 /* Writes npy's keys file (after npy itself is written): items[i] and keys[i] ("-" for a row without
  * a vector) for its rows, the digest of its vectors, and the counts. Atomic. */
 int v4r_reuse_write(const char *npy, char *const *items, char *const *keys, size_t n, const v4r_reuse_counts *c,

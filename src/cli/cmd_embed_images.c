@@ -559,7 +559,7 @@ static int plan_reuse(embed_job *j, v4r_err *err)
 {
     char model[65], ident[128], hex[65], why[128];
     const char *prev = j->a->reuse ? j->a->reuse : j->a->output;
-    int rc = v4r_reuse_model_id(j->model_dir, model, err);
+    int rc = v4r_model_fingerprint(j->model_dir, model, err);
     if (rc)
         return rc;
     snprintf(ident, sizeof ident, "embed-images/1 model=%s", model);
@@ -570,7 +570,8 @@ static int plan_reuse(embed_job *j, v4r_err *err)
     j->key = v4r_calloc(j->n ? j->n : 1, sizeof *j->key);
     j->copy = v4r_calloc(j->n ? j->n : 1, sizeof *j->copy);
     for (size_t i = 0; i < j->n; i++) {
-        if (!j->path[i] || v4r_reuse_file_hash(j->path[i], hex)) {
+        v4r_err unread = {0};
+        if (!j->path[i] || v4r_sha256_file(j->path[i], hex, &unread)) {
             j->key[i] = v4r_strdup("-"); /* it fails below, and is tried again next time */
             v4r_reuse_lookup(&j->prev, j->ds.item_id[i], "-", &j->c);
             continue;

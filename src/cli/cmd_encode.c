@@ -724,7 +724,7 @@ static int reuse_identity(const encode_args *a, const text_list *l, const char *
 {
     char hex[65];
     if (!a->tfidf) {
-        int rc = v4r_reuse_model_id(model_dir, hex, err);
+        int rc = v4r_model_fingerprint(model_dir, hex, err);
         /* bf16 gives other numbers: its rows never stand in for fp32's (fp32 keys stay as they were) */
         snprintf(ident, n, "encode/1 model=%s empty=%s%s", hex, a->empty_reference ? "reference" : "zero",
                  a->precision == V4R_PREC_BF16 ? " precision=bf16" : "");

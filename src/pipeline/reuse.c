@@ -1,12 +1,9 @@
 /* pipeline: per-item reuse of an earlier vector file — the keys file beside OUT.npy (one key per
  * row: a sha256 of the model's identity, the options that change numbers and the row's exact
  * input), loading it back with a check that it describes those very vectors, the counts of new,
- * changed, reused, removed and failed items, and the hashes of files and model directories. */
-#include <dirent.h>
-#include <openssl/evp.h>
+ * changed, reused, removed and failed items. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "vlm4rec/ground.h"
 #include "vlm4rec/io.h"
@@ -22,50 +19,6 @@ char *v4r_reuse_keys_path(const char *npy)
     return v4r_sprintf("%.*s.keys.tsv", (int)n, npy);
 }
 
-static void to_hex(const unsigned char *md, char hex[65])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = 0;
-}
-
-/* Feeds a file's bytes to ctx; -1 when it cannot be read. */
-static int digest_file(EVP_MD_CTX *ctx, const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return -1;
-    unsigned char buf[1 << 16];
-    size_t got;
-    int ok = 1;
-    while (ok && (got = fread(buf, 1, sizeof buf, fp)) > 0)
-        ok = EVP_DigestUpdate(ctx, buf, got) == 1;
-    ok = ok && !ferror(fp);
-    fclose(fp);
-    return ok ? 0 : -1;
-}
-
-static int digest_end(EVP_MD_CTX *ctx, int ok, char hex[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &len) == 1 && len == 32;
-    EVP_MD_CTX_free(ctx);
-    if (ok)
-        to_hex(md, hex);
-    return ok ? 0 : -1;
-}
-
-int v4r_reuse_file_hash(const char *path, char hex[65])
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && digest_file(ctx, path) == 0;
-    return digest_end(ctx, ok, hex);
-}
-
 void v4r_reuse_key(const char *identity, const void *data, size_t n, char hex[65])
 {
     size_t il = strlen(identity) + 1;
@@ -74,63 +27,6 @@ void v4r_reuse_key(const char *identity, const void *data, size_t n, char hex[65
     memcpy(buf + il, data, n);
     v4r_sha256_hex(buf, il + n, hex);
     free(buf);
-}
-
-static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Files of a model that other frameworks read, never this one. */
-static int foreign_file(const char *name)
-{
-    static const char *const ext[] = {".onnx", ".h5", ".msgpack", ".ot", ".md", ".lock"};
-    size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
-        if (n >= strlen(ext[i]) && !strcmp(name + n - strlen(ext[i]), ext[i]))
-            return 1;
-    return name[0] == '.';
-}
-
-/* The regular files of dir (sorted), their names relative to the model directory with prefix. */
-static void list_files(const char *dir, const char *prefix, char ***names, size_t *n)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t first = *n;
-    while (d && (e = readdir(d)) != NULL) {
-        char *path = v4r_path_join(dir, e->d_name);
-        struct stat sb;
-        if (!foreign_file(e->d_name) && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-            *names = v4r_realloc(*names, (*n + 1) * sizeof **names);
-            (*names)[(*n)++] = *prefix ? v4r_path_join(prefix, e->d_name) : v4r_strdup(e->d_name);
-        }
-        free(path);
-    }
-    if (d)
-        closedir(d);
-    qsort(*names + first, *n - first, sizeof **names, by_name);
-}
-
-int v4r_reuse_model_id(const char *dir, char hex[65], v4r_err *err)
-{
-    static const char *const subdirs[] = {"", "1_Pooling", "2_Normalize"};
-    char **names = NULL;
-    size_t n = 0;
-    for (size_t s = 0; s < 3; s++) {
-        char *sub = *subdirs[s] ? v4r_path_join(dir, subdirs[s]) : v4r_strdup(dir);
-        list_files(sub, subdirs[s], &names, &n);
-        free(sub);
-    }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && n > 0;
-    for (size_t i = 0; i < n; i++) {
-        char *path = v4r_path_join(dir, names[i]);
-        ok = ok && EVP_DigestUpdate(ctx, names[i], strlen(names[i]) + 1) == 1 && digest_file(ctx, path) == 0;
-        free(path);
-        free(names[i]);
-    }
-    free(names);
-    if (digest_end(ctx, ok, hex))
-        return v4r_fail(err, V4R_EIO, "%s: cannot read the model's files to identify it", dir);
-    return V4R_OK;
 }
 
 /* The sha256 of a matrix's float bytes. */
