@@ -17,17 +17,6 @@
 #include "vlm4rec/kernels.h"
 #include "vlm4rec/text.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* ---- fixtures ---- */
 
 typedef struct {

@@ -14,17 +14,6 @@
 #include "vlm4rec/io.h"
 #include "vlm4rec/text.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define MODEL "sentence-transformers/all-MiniLM-L6-v2"
 #define WEIGHTS_SHA256 "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 #define DIM 384

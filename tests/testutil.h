@@ -12,6 +12,18 @@
 #include "vlm4rec/data.h"
 #include "vlm4rec/io.h"
 
+/* SANITIZED: 1 in the AddressSanitizer build (tests then check fewer texts where they are slow). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 /* A fresh directory under $TMPDIR (or /tmp); removed by tu_rmtree. Caller frees the string. */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
