@@ -555,6 +555,92 @@ static void test_compact_equals_fresh_build(void **state)
     free(ix);
 }
 
+/* Compaction after an addition, a deletion of a base item and a user's events: the deleted item is
+ * gone, the others keep their vectors bit for bit in order (the added one last), and each user's
+ * stored history is the tail (the index's keep, 10) of the live history, by id. */
+static void test_compact_after_delete_and_events(void **state)
+{
+    (void)state;
+    char *ix = index_copy("compact2.idx"), *log = v4r_live_log_path(ix);
+    v4r_index *base;
+    v4r_live *lv;
+    v4r_err err = {0};
+    assert_int_equal(v4r_index_open(ix, 0, &base, &err), 0);
+    assert_int_equal(v4r_live_open(base, log, &lv, NULL, &err), 0);
+    size_t n0 = v4r_index_n_items(v4r_live_base(lv)), n_users = v4r_index_n_users(v4r_live_base(lv));
+    float *row = v4r_malloc(dim * sizeof *row);
+    for (size_t d = 0; d < dim; d++)
+        row[d] = (float)cos((double)(d * 3 + 1));
+    int32_t added;
+    uint64_t seq;
+    assert_int_equal(v4r_live_add_item(lv, "D1", row, dim, &added, &seq, &err), 0);
+    assert_int_equal(v4r_live_delete_item(lv, "I000004", &seq, &err), 0);
+    int32_t user = v4r_index_find_user(v4r_live_base(lv), "U00007", 6);
+    assert_true(user >= 0);
+    int32_t events[3] = {v4r_live_find_item(lv, "I000011", 7), added, v4r_live_find_item(lv, "I000012", 7)};
+    assert_int_equal(v4r_live_add_events(lv, user, events, 3, &seq, &err), 0);
+    /* the live view: surviving ids, their vectors, every user's history by id */
+    size_t n_live = v4r_live_n_items(lv), kept = 0;
+    char **ids = v4r_malloc(n_live * sizeof *ids);
+    float *vecs = v4r_malloc(n_live * dim * sizeof *vecs);
+    for (size_t i = 0; i < n_live; i++) {
+        const char *id = v4r_live_item_id(lv, (int32_t)i);
+        if (v4r_live_find_item(lv, id, strlen(id)) != (int32_t)i)
+            continue; /* deleted */
+        ids[kept] = v4r_strdup(id);
+        v4r_live_item_vector(lv, (int32_t)i, vecs + kept * dim);
+        kept++;
+    }
+    char **hist = v4r_malloc(n_users * sizeof *hist);
+    for (size_t u = 0; u < n_users; u++) {
+        int32_t *h = NULL;
+        size_t n = v4r_live_user_history(lv, (int32_t)u, &h), from = n > 10 ? n - 10 : 0;
+        hist[u] = v4r_strdup("");
+        for (size_t k = from; k < n; k++) {
+            char *next = v4r_sprintf("%s%s,", hist[u], v4r_live_item_id(lv, h[k]));
+            free(hist[u]);
+            hist[u] = next;
+        }
+        free(h);
+    }
+    v4r_live_close(lv);
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, "index compact '%s'", ix), 0);
+    free(out);
+    v4r_index *a;
+    assert_int_equal(v4r_index_open(ix, 1, &a, &err), 0);
+    assert_int_equal(kept, n0); /* one added, one deleted */
+    assert_int_equal(v4r_index_n_items(a), kept);
+    assert_int_equal(v4r_index_find_item(a, "I000004", 7), -1);
+    assert_string_equal(v4r_index_item_id(a, (int32_t)kept - 1), "D1");
+    float *va = v4r_malloc(dim * sizeof *va);
+    for (size_t i = 0; i < kept; i++) {
+        assert_string_equal(v4r_index_item_id(a, (int32_t)i), ids[i]);
+        v4r_index_item_vector(a, (int32_t)i, va);
+        if (memcmp(va, vecs + i * dim, dim * sizeof *va))
+            fail_msg("item %s: the compacted vector differs from the live one", ids[i]);
+    }
+    for (size_t u = 0; u < n_users; u++) {
+        const int32_t *h;
+        size_t n = v4r_index_user_history(a, (int32_t)u, &h);
+        char *got = v4r_strdup("");
+        for (size_t k = 0; k < n; k++) {
+            char *next = v4r_sprintf("%s%s,", got, v4r_index_item_id(a, h[k]));
+            free(got);
+            got = next;
+        }
+        assert_string_equal(got, hist[u]);
+        free(got);
+    }
+    assert_non_null(strstr(hist[user], "I000011,D1,I000012,"));
+    v4r_index_close(a);
+    for (size_t i = 0; i < kept; i++)
+        free(ids[i]);
+    for (size_t u = 0; u < n_users; u++)
+        free(hist[u]);
+    free(ids), free(hist), free(vecs), free(va), free(row), free(log), free(ix);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_kill9_keeps_acknowledged),
         cmocka_unit_test(test_torn_and_damaged_log),
         cmocka_unit_test(test_compact_equals_fresh_build),
+        cmocka_unit_test(test_compact_after_delete_and_events),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
