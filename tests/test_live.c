@@ -221,6 +221,11 @@ static void test_add_similar_recommend_delete(void **state)
     body = v4r_sprintf("{\"item\": \"I000009\", \"vector\": %s}", vec);
     assert_int_equal(post(srv.port, "/v1/items", body, &r), 201);
     free(body);
+    /* the command line answers from the index file alone, and says the log is not applied */
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, "recommend --index '%s' --user U00003 -k 3", idx_path), 0);
+    assert_non_null(strstr(out, "are not applied by recommend"));
+    free(out);
     free(vec);
     free(prof);
     reply_free(&r);

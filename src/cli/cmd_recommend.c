@@ -2,6 +2,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "vlm4rec/cli.h"
@@ -320,6 +321,17 @@ static int answer_users(const rec_args *a, const v4r_index *ix, const shared_lis
     return rc;
 }
 
+/* The service's live additions (INDEX.log) are not applied here: say so when there are some. */
+static void warn_live_log(const char *index)
+{
+    char *log = v4r_live_log_path(index);
+    struct stat sb;
+    if (stat(log, &sb) == 0 && sb.st_size > 0)
+        v4r_warn("%s: the service's live changes in %s are not applied by recommend (it answers from the index "
+                 "file alone); 'vlm4rec index compact %s' folds them into the index", index, log, index);
+    free(log);
+}
+
 int v4r_cmd_recommend(int argc, char **argv)
 {
     rec_args a;
@@ -331,6 +343,7 @@ int v4r_cmd_recommend(int argc, char **argv)
     v4r_index *ix;
     if (v4r_index_open(a.index, a.verify, &ix, &err))
         return v4r_cli_report(&err);
+    warn_live_log(a.index);
     shared_lists s;
     memset(&s, 0, sizeof s);
     rc = read_shared(&a, ix, &s, &err);
