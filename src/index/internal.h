@@ -130,6 +130,14 @@ typedef struct {
 
 static inline int ix_is_set(const uint64_t *bits, int32_t i) { return (int)(bits[i >> 6] >> (i & 63) & 1); }
 
+/* A scan split over threads: thread t > 0 works on its own copy of the nq states, parts[(t - 1) * nq
+ * + q], with its own empty top-K heap from heaps (kmax entries a query); thread 0 on st itself.
+ * ix_thread_states returns thread t's states; ix_merge_threads offers every part's entries of the
+ * n queries of order to st (the (score, index) order is total, so the result equals one thread's). */
+query_state *ix_thread_states(query_state *st, query_state *parts, v4r_entry *heaps, size_t nq, size_t kmax, int t);
+void ix_merge_threads(query_state *st, const query_state *parts, size_t nq, int threads, const size_t *order,
+                      size_t n);
+
 /* Groups of queries with their profiles k-major (ix_group_sizes), for the kernels. */
 typedef struct {
     size_t R;

@@ -336,24 +336,9 @@ void ivf_scan(const v4r_index *ix, const size_t *order, size_t n, const float *p
         query_state *part = v4r_malloc((T - 1) * nq * sizeof *part);
         v4r_entry *heaps = v4r_malloc((T - 1) * nq * (kmax ? kmax : 1) * sizeof *heaps);
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
-        for (int t = 0; t < threads; t++) {
-            query_state *mine = st;
-            if (t > 0) {
-                mine = part + (size_t)(t - 1) * nq;
-                for (size_t q = 0; q < nq; q++) {
-                    mine[q] = st[q];
-                    mine[q].top.heap = heaps + ((size_t)(t - 1) * nq + q) * kmax;
-                    mine[q].top.n = 0;
-                }
-            }
-            scan_lists(ix, qoff, qs, prof, mine, cut[t], cut[t + 1], max_q);
-        }
-        for (size_t t = 1; t < T; t++)
-            for (size_t u = 0; u < n; u++) {
-                const v4r_topk *from = &part[(t - 1) * nq + order[u]].top;
-                for (size_t j = 0; j < from->n; j++)
-                    v4r_topk_offer(&st[order[u]].top, from->heap[j].s, from->heap[j].i);
-            }
+        for (int t = 0; t < threads; t++)
+            scan_lists(ix, qoff, qs, prof, ix_thread_states(st, part, heaps, nq, kmax, t), cut[t], cut[t + 1], max_q);
+        ix_merge_threads(st, part, nq, threads, order, n);
         free(cut);
         free(part);
         free(heaps);

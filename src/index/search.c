@@ -182,9 +182,32 @@ static void finish(query_state *st, size_t k, size_t kmax, int32_t *items, float
         }
 }
 
+query_state *ix_thread_states(query_state *st, query_state *parts, v4r_entry *heaps, size_t nq, size_t kmax, int t)
+{
+    if (t == 0)
+        return st;
+    query_state *mine = parts + (size_t)(t - 1) * nq;
+    for (size_t q = 0; q < nq; q++) {
+        mine[q] = st[q];
+        mine[q].top.heap = heaps + ((size_t)(t - 1) * nq + q) * kmax;
+        mine[q].top.n = 0;
+    }
+    return mine;
+}
+
+void ix_merge_threads(query_state *st, const query_state *parts, size_t nq, int threads, const size_t *order,
+                      size_t n)
+{
+    for (int t = 1; t < threads; t++)
+        for (size_t u = 0; u < n; u++) {
+            const v4r_topk *from = &parts[(size_t)(t - 1) * nq + order[u]].top;
+            for (size_t j = 0; j < from->n; j++)
+                v4r_topk_offer(&st[order[u]].top, from->heap[j].s, from->heap[j].i);
+        }
+}
+
 /* The scan split over threads by panel ranges: each thread keeps its own top-K lists (sharing the
- * blocked bits), merged afterwards. The (score, index) order is total, so the merged lists equal
- * one thread's. */
+ * blocked bits), merged afterwards (ix_merge_threads). */
 static void scan_threads(const v4r_index *ix, const size_t *order, size_t n_scan, const float *prof, query_state *st,
                          size_t nq, size_t kmax, int threads)
 {
@@ -196,31 +219,14 @@ static void scan_threads(const v4r_index *ix, const size_t *order, size_t n_scan
     query_state *part = v4r_malloc((size_t)(threads - 1) * nq * sizeof *part);
     v4r_entry *heaps = v4r_malloc((size_t)(threads - 1) * nq * (kmax ? kmax : 1) * sizeof *heaps);
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; t++) {
-        query_state *mine = st;
-        if (t > 0) {
-            mine = part + (size_t)(t - 1) * nq;
-            for (size_t q = 0; q < nq; q++) {
-                mine[q] = st[q];
-                mine[q].top.heap = heaps + ((size_t)(t - 1) * nq + q) * kmax;
-                mine[q].top.n = 0;
-            }
-        }
-        scan_catalog(ix, order, n_scan, prof, mine, n_panels * (size_t)t / (size_t)threads,
-                     n_panels * (size_t)(t + 1) / (size_t)threads);
-    }
-    for (int t = 1; t < threads; t++)
-        for (size_t u = 0; u < n_scan; u++) {
-            size_t q = order[u];
-            const v4r_topk *from = &part[(size_t)(t - 1) * nq + q].top;
-            for (size_t j = 0; j < from->n; j++)
-                v4r_topk_offer(&st[q].top, from->heap[j].s, from->heap[j].i);
-        }
+    for (int t = 0; t < threads; t++)
+        scan_catalog(ix, order, n_scan, prof, ix_thread_states(st, part, heaps, nq, kmax, t),
+                     n_panels * (size_t)t / (size_t)threads, n_panels * (size_t)(t + 1) / (size_t)threads);
+    ix_merge_threads(st, part, nq, threads, order, n_scan);
     free(part);
     free(heaps);
 }
 
-/* The lists a query probes: 0 = the exact scan (no IVF, or V4R_INDEX_EXACT). */
 /* The exact scan of the added items for the n queries of order, after the base scan. */
 static void scan_added(const v4r_index *ix, const ix_delta *dl, const size_t *order, size_t n, const float *prof,
                        query_state *st)
