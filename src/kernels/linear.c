@@ -25,7 +25,8 @@ size_t v4r_row_step(size_t units, size_t most)
     return step < 1 ? 1 : step > most ? most : step;
 }
 
-void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel)
+/* The fields every linear layer has: sizes, kernel, a copy of the bias (zeros without one). */
+static void linear_head(v4r_linear *l, const float *bias, size_t out, size_t in, int kernel)
 {
     memset(l, 0, sizeof *l);
     l->in = in;
@@ -34,6 +35,11 @@ void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t ou
     l->bias = v4r_calloc(out, sizeof *l->bias);
     if (bias)
         memcpy(l->bias, bias, out * sizeof *bias);
+}
+
+void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel)
+{
+    linear_head(l, bias, out, in, kernel);
     if (kernel == V4R_KERNEL_AVX512) {
         size_t panels = (out + V4R_PANEL - 1) / V4R_PANEL;
         l->pack = v4r_aligned_alloc(panels * V4R_PANEL * in * sizeof *l->pack);
@@ -57,14 +63,8 @@ void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size
         v4r_linear_init(l, w, bias, out, in, kernel);
         return;
     }
-    memset(l, 0, sizeof *l);
-    l->in = in;
-    l->out = out;
-    l->kernel = kernel;
+    linear_head(l, bias, out, in, kernel);
     l->bf16 = engine;
-    l->bias = v4r_calloc(out, sizeof *l->bias);
-    if (bias)
-        memcpy(l->bias, bias, out * sizeof *bias);
     size_t panels = (out + V4R_PANEL - 1) / V4R_PANEL;
     l->pack16 = v4r_aligned_alloc(panels * v4r_bf16_kpairs(in) * 2 * V4R_PANEL * sizeof *l->pack16);
     v4r_bf16_pack(w, out, in, l->pack16);
