@@ -19,52 +19,21 @@
 
 /* ---- fixtures ---- */
 
-typedef struct {
-    int32_t **ids;
-    size_t *lens, n;
-} corpus;
-
-static corpus tokens; /* ids_256 of every fixture text */
+static tu_tokens tokens; /* ids_256 of every fixture text */
 
 static char *fixture(const char *rel) { return v4r_sprintf("%s/fixtures/%s", tu_shared(), rel); }
-
-static void load_tokens(void)
-{
-    char *path = fixture("text/tokens.bert-base-uncased.jsonl");
-    v4r_lines r;
-    v4r_err err = {0};
-    assert_int_equal(v4r_lines_open(&r, path, &err), 0);
-    size_t cap = 0;
-    while (v4r_lines_next(&r, &err) == 1) {
-        json_t *o = json_loads(r.line, 0, NULL), *a = json_object_get(o, "ids_256");
-        assert_non_null(a);
-        v4r_grow((void **)&tokens.ids, &cap, tokens.n + 1, sizeof *tokens.ids);
-        tokens.lens = v4r_realloc(tokens.lens, cap * sizeof *tokens.lens);
-        tokens.lens[tokens.n] = json_array_size(a);
-        tokens.ids[tokens.n] = v4r_malloc(json_array_size(a) * sizeof(int32_t));
-        for (size_t i = 0; i < json_array_size(a); i++)
-            tokens.ids[tokens.n][i] = (int32_t)json_integer_value(json_array_get(a, i));
-        tokens.n++;
-        json_decref(o);
-    }
-    v4r_lines_close(&r);
-    free(path);
-}
 
 static int setup(void **state)
 {
     (void)state;
-    load_tokens();
+    tu_tokens_load(&tokens);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < tokens.n; i++)
-        free(tokens.ids[i]);
-    free(tokens.ids);
-    free(tokens.lens);
+    tu_tokens_free(&tokens);
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* Test helpers: temporary directories, small files, running the vlm4rec binary. */
 #include "testutil.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,4 +105,36 @@ void tu_catalog_free(tu_catalog *c)
     v4r_matrix_free(&c->visual);
     tu_rmtree(c->dir);
     free(c->dir);
+}
+
+void tu_tokens_load(tu_tokens *t)
+{
+    char *path = v4r_sprintf("%s/fixtures/text/tokens.bert-base-uncased.jsonl", tu_shared());
+    v4r_lines r;
+    v4r_err err = {0};
+    assert_int_equal(v4r_lines_open(&r, path, &err), 0);
+    size_t cap = 0;
+    while (v4r_lines_next(&r, &err) == 1) {
+        json_t *o = json_loads(r.line, 0, NULL), *a = json_object_get(o, "ids_256");
+        assert_non_null(a);
+        v4r_grow((void **)&t->ids, &cap, t->n + 1, sizeof *t->ids);
+        t->lens = v4r_realloc(t->lens, cap * sizeof *t->lens);
+        t->lens[t->n] = json_array_size(a);
+        t->ids[t->n] = v4r_malloc(json_array_size(a) * sizeof(int32_t));
+        for (size_t i = 0; i < json_array_size(a); i++)
+            t->ids[t->n][i] = (int32_t)json_integer_value(json_array_get(a, i));
+        t->n++;
+        json_decref(o);
+    }
+    v4r_lines_close(&r);
+    free(path);
+}
+
+void tu_tokens_free(tu_tokens *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->ids[i]);
+    free(t->ids);
+    free(t->lens);
+    memset(t, 0, sizeof *t);
 }

@@ -37,6 +37,15 @@ int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* The shared fixtures directory. */
 const char *tu_shared(void);
 
+/* The fixture corpus's token ids truncated to 256 (text/tokens.bert-base-uncased.jsonl, "ids_256"),
+ * one list per text in file order. */
+typedef struct {
+    int32_t **ids;
+    size_t *lens, n;
+} tu_tokens;
+void tu_tokens_load(tu_tokens *t);
+void tu_tokens_free(tu_tokens *t);
+
 /* A synthetic catalog in a fresh directory (vlm4rec dataset synth with these sizes), loaded, with
  * its description and visual vectors. tu_catalog_free removes the directory. */
 typedef struct {
