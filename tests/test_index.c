@@ -1,7 +1,7 @@
 /* The serving index: build and open round trip, every damaged or truncated file refused with the
  * field named, bad vectors, float32 lists equal to eval's, float16/int8 recall, masks, batches,
  * query vectors, and the index / recommend commands' bad inputs. */
-#include "testutil.h"
+#include "index_testutil.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -15,7 +15,7 @@
 #include "vlm4rec/rec.h"
 
 /* Header layout (docs/serving.md, "Index file format"). */
-enum { H_VERSION = 8, H_DTYPE = 12, H_N_ITEMS = 16, H_SECTIONS = 96, H_LABEL = 240, H_SHA_AT = 448, H_BYTES = 512 };
+enum { H_VERSION = 8, H_DTYPE = 12, H_N_ITEMS = 16, H_SECTIONS = 96, H_LABEL = 240, H_BYTES = 512 };
 enum { S_ITEM_OFF, S_ITEM_STR, S_USER_OFF, S_USER_STR, S_VECTORS, S_SCALES, S_HIST_OFF, S_HIST_ITEMS, S_META, NSEC };
 static const char *const sec_names[NSEC] = {"item_offsets", "item_ids", "user_offsets", "user_ids", "vectors",
                                             "scales", "history_offsets", "history_items", "meta"};
@@ -73,65 +73,6 @@ static v4r_index *open_ok(const char *path, int verify)
     if (v4r_index_open(path, verify, &ix, &err))
         fail_msg("open %s: %s", path, err.msg);
     return ix;
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    char *data = NULL;
-    assert_int_equal(v4r_read_file(path, &data, n, NULL), 0);
-    return (unsigned char *)data;
-}
-
-static void write_bytes(const char *path, const unsigned char *b, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(b, 1, n, fp), n);
-    fclose(fp);
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-/* Recomputes the header's own checksum, so that only the edited field is wrong. */
-static void reseal(unsigned char *b)
-{
-    char hex[65];
-    v4r_sha256_hex(b, H_SHA_AT, hex);
-    memcpy(b + H_SHA_AT, hex, 64);
-}
-
-/* Opening bytes b (n) fails with code, the message holding needle. */
-static void expect_refused(const char *path, const unsigned char *b, size_t n, int verify, const char *needle)
-{
-    write_bytes(path, b, n);
-    v4r_index *ix = NULL;
-    v4r_err err = {0};
-    int rc = v4r_index_open(path, verify, &ix, &err);
-    if (rc == 0)
-        fail_msg("opened a damaged index (verify %d), wanted '%s'", verify, needle);
-    assert_null(ix);
-    int found = 0; /* needle: alternatives separated by '|' */
-    for (const char *p = needle; !found; p += strcspn(p, "|") + 1) {
-        char one[128];
-        snprintf(one, sizeof one, "%.*s", (int)strcspn(p, "|"), p);
-        found = strstr(err.msg, one) != NULL;
-        if (!p[strcspn(p, "|")])
-            break;
-    }
-    if (!found || !strstr(err.msg, path))
-        fail_msg("message lacks '%s' or the path: %s", needle, err.msg);
 }
 
 /* ---- round trip ---- */

@@ -2,7 +2,7 @@
  * on a clustered catalog, nprobe = nlist equal to exact search bit for bit for every dtype (masks,
  * candidates, batches, threads), order and masks at the default nprobe, damaged IVF sections
  * refused, version 1 files still opening, and the CLI options. */
-#include "testutil.h"
+#include "index_testutil.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -14,7 +14,7 @@
 #include "vlm4rec/index.h"
 #include "vlm4rec/io.h"
 
-enum { NI = 6000, NU = 400, DIM = 32, NC = 60, HIST = 6, H_VERSION = 8, H_IVF = 432, H_SHA_AT = 448 };
+enum { NI = 6000, NU = 400, DIM = 32, NC = 60, HIST = 6, H_VERSION = 8, H_IVF = 432 };
 
 /* A Gaussian mixture: NC unit centers, item i = center (i * 7919 % NC) + noise of norm about 0.6;
  * user u's history: HIST items of cluster u % NC (train), one more (valid), all distinct. */
@@ -236,41 +236,6 @@ static void test_default_recall_order_masks(void **state)
     free(sa);
     tu_rmtree(dir);
     free(dir);
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void reseal(unsigned char *b)
-{
-    char hex[65];
-    v4r_sha256_hex(b, H_SHA_AT, hex);
-    memcpy(b + H_SHA_AT, hex, 64);
-}
-
-static void expect_refused(const char *path, const unsigned char *b, size_t n, int verify, const char *needle)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(b, 1, n, fp), n);
-    fclose(fp);
-    v4r_index *ix = NULL;
-    v4r_err err = {0};
-    int rc = v4r_index_open(path, verify, &ix, &err);
-    if (rc == 0 || !strstr(err.msg, needle))
-        fail_msg("expected a refusal naming '%s', got rc %d: %s", needle, rc, err.msg);
-    assert_null(ix);
 }
 
 static void test_damaged_ivf(void **state)
