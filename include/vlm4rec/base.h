@@ -85,6 +85,9 @@ int v4r_mkdir_p(const char *path, v4r_err *err);
 int v4r_file_exists(const char *path);
 char *v4r_path_join(const char *dir, const char *name); /* caller frees */
 int v4r_read_file(const char *path, char **data, size_t *len, v4r_err *err);
+/* Hex sha256 (65 bytes with the NUL) of bytes in memory, and of a file's bytes (read in 1 MiB blocks). */
+void v4r_sha256_hex(const void *data, size_t n, char hex[65]);
+int v4r_sha256_file(const char *path, char hex[65], v4r_err *err);
 
 /* A string arena: many small strings packed in a few large blocks, all freed at once (ids and
  * titles of a catalog cost their bytes, not a heap chunk each). A zeroed arena is ready. */

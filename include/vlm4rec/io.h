@@ -154,9 +154,6 @@ int v4r_vecpart_write(const char *manifest, const char *vectors, v4r_vecpart *p,
  * shape). Errors name the file and the field (V4R_EINPUT), or say the shard did not finish. */
 int v4r_vecpart_read(const char *manifest, const char *vectors, v4r_vecpart *p, v4r_err *err);
 void v4r_vecpart_free(v4r_vecpart *p);
-/* Hex sha256 (65 bytes with the NUL) of bytes in memory, and of a file's bytes (read in 1 MiB blocks). */
-void v4r_sha256_hex(const void *data, size_t n, char hex[65]);
-int v4r_sha256_file(const char *path, char hex[65], v4r_err *err);
 /* The identity of a model directory's contents: the sha256 of the lines "SHA256  RELPATH\n" of
  * its *.json, *.txt and *.safetensors files (subfolders too, hidden ones skipped) in path order.
  * Where the directory lies and the files' times do not enter. */

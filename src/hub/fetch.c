@@ -4,36 +4,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define RETRY (-1) /* settle: another attempt */
-
-int hub_sha256_file(const char *path, char hex[65], v4r_err *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return v4r_fail(err, V4R_EIO, "%s: cannot open: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    size_t cap = 1 << 20, got;
-    unsigned char *buf = v4r_malloc(cap), md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    while (ok && (got = fread(buf, 1, cap, fp)) > 0)
-        ok = EVP_DigestUpdate(ctx, buf, got);
-    ok = ok && !ferror(fp) && EVP_DigestFinal_ex(ctx, md, &md_len) && md_len == 32;
-    fclose(fp);
-    free(buf);
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return v4r_fail(err, V4R_EIO, "%s: cannot compute its sha256", path);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return V4R_OK;
-}
 
 static int64_t file_size(const char *path)
 {
@@ -67,7 +43,7 @@ static int verify(const char *inc, const hub_file *f, const char *expect_sha, co
     if (!expect_sha || !expect_sha[0])
         return V4R_OK;
     char got[65];
-    int rc = hub_sha256_file(inc, got, err);
+    int rc = v4r_sha256_file(inc, got, err);
     if (rc)
         return rc;
     if (strcmp(got, expect_sha) != 0) {

@@ -48,8 +48,6 @@ int hub_marker_load(const char *snap_dir, hub_listing *l, v4r_err *err);
 int hub_marker_save(const char *snap_dir, const hub_listing *l, v4r_err *err);
 /* The first selected file that is not verified and present with its size; NULL when none. */
 const hub_file *hub_first_missing(const char *snap_dir, const hub_listing *l);
-/* sha256 of a file as 64 lowercase hex digits. */
-int hub_sha256_file(const char *path, char hex[65], v4r_err *err);
 
 /* ---- HTTP ---- */
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vlm4rec/io.h"
+#include "vlm4rec/base.h"
 
 static void to_hex(const unsigned char *md, char hex[65])
 {
