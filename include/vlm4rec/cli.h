@@ -39,6 +39,8 @@ int v4r_opt_threads(const char *cmd, const char *val);
 /* A file beside the output OUT: OUT with its .npy replaced by suffix (or suffix appended), e.g.
  * ".covered.txt". Caller frees. */
 char *v4r_cli_beside(const char *out, const char *suffix);
+/* A --shard I/N value (1 <= I <= N <= max) into *index and *count; else a usage error of cmd (2). */
+int v4r_cli_parse_shard(const char *cmd, const char *val, int max, int *index, int *count);
 /* Resolves each path of a representation spec (PATH or kind:A,B) against the dataset directory
  * when it is relative and not a file from the current directory. Caller frees. */
 char *v4r_cli_resolve(const char *dataset, const char *spec);

@@ -446,17 +446,6 @@ static int write_part(const embed_job *j, char **why, v4r_err *err)
     return rc;
 }
 
-static int parse_shard(const char *val, embed_args *a)
-{
-    int i = 0, n = 0;
-    char tail;
-    if (sscanf(val, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n || n > 1000000)
-        return v4r_cli_usage_error("embed-images", "--shard: '%s' is not I/N with 1 <= I <= N", val);
-    a->shard_index = i;
-    a->shard_count = n;
-    return 0;
-}
-
 /* OUT.keys.tsv: failed items keep no key (they are tried again); the counts go to the log. */
 static int write_keys(embed_job *j, char **why, v4r_err *err)
 {
@@ -528,7 +517,7 @@ static int parse_args(int argc, char **argv, embed_args *a)
         case 'k': rc = v4r_opt_size("embed-images", "chunk-size", optarg, &a->chunk); break;
         case 'j': rc = v4r_opt_threads("embed-images", optarg); break;
         case 'O': a->offline = 1; break;
-        case 'S': rc = parse_shard(optarg, a); break;
+        case 'S': rc = v4r_cli_parse_shard("embed-images", optarg, 1000000, &a->shard_index, &a->shard_count); break;
         case 'R': a->reuse = optarg; break;
         case 'I': a->incremental = 1; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;

@@ -365,17 +365,6 @@ static void keep_shard(const encode_args *a, text_list *l, const v4r_dataset *ds
     free(pos);
 }
 
-static int parse_shard(const char *val, encode_args *a)
-{
-    int i = 0, n = 0;
-    char tail;
-    if (sscanf(val, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n || n > 1000000)
-        return v4r_cli_usage_error("encode", "--shard: '%s' is not I/N with 1 <= I <= N", val);
-    a->shard_index = i;
-    a->shard_count = n;
-    return 0;
-}
-
 /* The vectors (earlier rows copied bit for bit with --reuse), and with a dataset the ids of the
  * items that got one (with --shard: a part). */
 static int write_outputs(const encode_args *a, float *vec, uint8_t *has, size_t n_rows, size_t dim,
@@ -668,7 +657,7 @@ static int parse_args(int argc, char **argv, encode_args *a)
         case 'M': a->cache_model = optarg; break;
         case 'H': a->cache_prompt_hash = optarg; break;
         case 'X': a->text_template = optarg; break;
-        case 'S': rc = parse_shard(optarg, a); break;
+        case 'S': rc = v4r_cli_parse_shard("encode", optarg, 1000000, &a->shard_index, &a->shard_count); break;
         case 'R': a->reuse = optarg; break;
         case 'I': a->incremental = 1; break;
         case 'E':

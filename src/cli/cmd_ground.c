@@ -1,5 +1,6 @@
 /* `vlm4rec ground`: describe every item image with a vision-language model server (any
  * OpenAI-compatible chat-completions API) and store the descriptions in the semantic cache. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,17 +54,6 @@ typedef struct {
     const char *prompt_name, *prompt_file, *key_env;
     char *prompt_text, *cache_default;
 } ground_args;
-
-static int parse_shard(const char *val, ground_args *a)
-{
-    int i = 0, n = 0;
-    char tail;
-    if (sscanf(val, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n)
-        return v4r_cli_usage_error("ground", "--shard: '%s' is not I/N with 1 <= I <= N", val);
-    a->o.shard_index = i;
-    a->o.shard_count = n;
-    return 0;
-}
 
 static int parse_order(const char *val, ground_args *a)
 {
@@ -150,7 +140,7 @@ static int parse_args(int argc, char **argv, ground_args *a)
         case 'P': a->prompt_file = optarg; break;
         case 'O': rc = parse_order(optarg, a); break;
         case 'I': a->o.items_path = optarg; break;
-        case 'S': rc = parse_shard(optarg, a); break;
+        case 'S': rc = v4r_cli_parse_shard("ground", optarg, INT_MAX, &a->o.shard_index, &a->o.shard_count); break;
         case 'C': a->o.image_cache_dir = optarg; break;
         case 'R': a->o.retry_failed = 1; break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;

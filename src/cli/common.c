@@ -116,3 +116,14 @@ int v4r_cli_write_port(const char *path, int port)
         return v4r_cli_report(&err);
     return 0;
 }
+
+int v4r_cli_parse_shard(const char *cmd, const char *val, int max, int *index, int *count)
+{
+    int i = 0, n = 0;
+    char tail;
+    if (sscanf(val, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n || n > max)
+        return v4r_cli_usage_error(cmd, "--shard: '%s' is not I/N with 1 <= I <= N", val);
+    *index = i;
+    *count = n;
+    return 0;
+}
