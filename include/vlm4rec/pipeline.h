@@ -83,6 +83,9 @@ char *v4r_reuse_keys_path(const char *npy);
  * (missing, unreadable, or the keys do not describe these vectors) and an empty r. */
 int v4r_reuse_load(v4r_reuse *r, const char *npy, char *why, size_t why_len);
 void v4r_reuse_free(v4r_reuse *r);
+/* The earlier rows of --reuse PREV (or, without it, of output when it exists) for vectors of dim
+ * columns: when they cannot be used, a warning "PREV: why; redo" and r stays empty. */
+void v4r_reuse_prepare(v4r_reuse *r, const char *reuse, const char *output, size_t dim, const char *redo);
 /* The earlier row of item when its key equals key (a hex sha256; never "-"), else NULL; counts
  * the item as reused, changed or new. */
 const float *v4r_reuse_lookup(const v4r_reuse *r, const char *item, const char *key, v4r_reuse_counts *c);

@@ -546,16 +546,12 @@ static int parse_args(int argc, char **argv, embed_args *a)
  * kept gets no file to read (its chunk row is replaced by that row when the vectors are written). */
 static int plan_reuse(embed_job *j, v4r_err *err)
 {
-    char model[65], ident[128], hex[65], why[128];
-    const char *prev = j->a->reuse ? j->a->reuse : j->a->output;
+    char model[65], ident[128], hex[65];
     int rc = v4r_model_fingerprint(j->model_dir, model, err);
     if (rc)
         return rc;
     snprintf(ident, sizeof ident, "embed-images/1 model=%s", model);
-    if (!v4r_reuse_load(&j->prev, prev, why, sizeof why) && (j->a->reuse || v4r_file_exists(j->a->output)))
-        v4r_warn("%s: %s; embedding every image", prev, why);
-    if (j->prev.rows && j->prev.dim != j->dim)
-        v4r_reuse_free(&j->prev);
+    v4r_reuse_prepare(&j->prev, j->a->reuse, j->a->output, j->dim, "embedding every image");
     j->key = v4r_calloc(j->n ? j->n : 1, sizeof *j->key);
     j->copy = v4r_calloc(j->n ? j->n : 1, sizeof *j->copy);
     for (size_t i = 0; i < j->n; i++) {

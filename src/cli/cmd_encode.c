@@ -740,15 +740,11 @@ static int plan_reuse(const encode_args *a, text_list *l, const v4r_dataset *ds,
                       const char *model_dir, size_t dim, v4r_err *err)
 {
     encode_reuse *ru = a->ru;
-    const char *prev = a->reuse ? a->reuse : a->output;
-    char ident[256], why[128], hex[65];
+    char ident[256], hex[65];
     int rc = reuse_identity(a, l, model_dir, ident, sizeof ident, err);
     if (rc)
         return rc;
-    if (!v4r_reuse_load(&ru->prev, prev, why, sizeof why) && (a->reuse || v4r_file_exists(a->output)))
-        v4r_warn("%s: %s; encoding every item", prev, why);
-    if (ru->prev.rows && ru->prev.dim != dim)
-        v4r_reuse_free(&ru->prev);
+    v4r_reuse_prepare(&ru->prev, a->reuse, a->output, dim, "encoding every item");
     ru->key = v4r_calloc(ds->n_items ? ds->n_items : 1, sizeof *ru->key);
     ru->copy = v4r_calloc(ds->n_items ? ds->n_items : 1, sizeof *ru->copy);
     l->skip = v4r_calloc(l->n ? l->n : 1, 1);

@@ -196,3 +196,13 @@ void v4r_reuse_count_removed(const v4r_reuse *r, const v4r_strmap *current, v4r_
     for (size_t i = 0; i < r->rows; i++)
         c->n_removed += v4r_strmap_get(current, r->item[i]) < 0;
 }
+
+void v4r_reuse_prepare(v4r_reuse *r, const char *reuse, const char *output, size_t dim, const char *redo)
+{
+    const char *prev = reuse ? reuse : output;
+    char why[128];
+    if (!v4r_reuse_load(r, prev, why, sizeof why) && (reuse || v4r_file_exists(output)))
+        v4r_warn("%s: %s; %s", prev, why, redo);
+    if (r->rows && r->dim != dim)
+        v4r_reuse_free(r);
+}
