@@ -132,6 +132,17 @@ static void test_info_names_encoder(void **state)
     assert_non_null(strstr(out, "encoder: "));
     assert_non_null(strstr(out, "bert-tiny (mean pooling, normalized"));
     free(out);
+    /* a recorded template is checked as encode checks it */
+    out = NULL;
+    char *bad = v4r_path_join(tmp, "bad-template.idx");
+    assert_int_equal(tu_run(&out, "index build --dataset '%s' --vectors '%s' -o '%s' --encoder '%s/fixtures/models/bert-tiny' "
+                                  "--text-template '{titel}: {description}'",
+                            data_dir, vec_path, bad, tu_shared()),
+                     2);
+    assert_non_null(strstr(out, "unknown placeholder '{titel}'"));
+    assert_false(v4r_file_exists(bad));
+    free(bad);
+    free(out);
 }
 
 /* A user's profile (the normalized mean of the last 10 stored items), from the library. */

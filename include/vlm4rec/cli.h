@@ -41,6 +41,9 @@ int v4r_opt_threads(const char *cmd, const char *val);
 char *v4r_cli_beside(const char *out, const char *suffix);
 /* A --shard I/N value (1 <= I <= N <= max) into *index and *count; else a usage error of cmd (2). */
 int v4r_cli_parse_shard(const char *cmd, const char *val, int max, int *index, int *count);
+/* A --text-template value checked (v4r_text_template_check); a usage error of cmd (2) naming the
+ * fault, else 0 with *uses_title set. */
+int v4r_cli_check_text_template(const char *cmd, const char *tpl, int *uses_title);
 /* Resolves each path of a representation spec (PATH or kind:A,B) against the dataset directory
  * when it is relative and not a file from the current directory. Caller frees. */
 char *v4r_cli_resolve(const char *dataset, const char *spec);

@@ -79,5 +79,8 @@ int v4r_tfidf_encode(const char *const *texts, size_t n, size_t dim, float *out,
 /* A text template filled in: {title} and {description} replaced, {{ and }} written as one brace
  * (the template is checked beforehand: every other '{' or '}' is copied as it is). Caller frees. */
 char *v4r_text_template_fill(const char *tpl, const char *title, const char *description);
+/* Checks a text template: V4R_EINPUT naming the first unclosed '{', lone '}' or unknown placeholder
+ * (by its character position); *uses_title says whether {title} appears. */
+int v4r_text_template_check(const char *tpl, int *uses_title, v4r_err *err);
 
 #endif

@@ -541,51 +541,6 @@ static int read_cache(const encode_args *a, const v4r_dataset *ds, text_list *l,
 
 /* ---- --text-template ---- */
 
-/* The placeholder at t ('{'): 'd' for {description}, 't' for {title}; *end just past its '}'.
- * 0 when it is not closed, '?' when the name is unknown. */
-static int placeholder(const char *t, const char **end)
-{
-    const char *close = strchr(t, '}');
-    if (!close)
-        return 0;
-    *end = close + 1;
-    size_t n = (size_t)(close - t - 1);
-    if (n == 5 && !strncmp(t + 1, "title", 5))
-        return 't';
-    if (n == 11 && !strncmp(t + 1, "description", 11))
-        return 'd';
-    return '?';
-}
-
-/* A usage error naming the first bad placeholder or brace of the template; 0 when it is good. */
-static int template_check(const char *tpl, int *uses_title)
-{
-    *uses_title = 0;
-    for (const char *c = tpl; *c;) {
-        const char *end = c + 1;
-        if ((c[0] == '{' && c[1] == '{') || (c[0] == '}' && c[1] == '}')) {
-            c += 2;
-            continue;
-        }
-        if (*c == '}')
-            return v4r_cli_usage_error("encode", "--text-template: a lone '}' at character %d (write }} for a brace)",
-                                       (int)(c - tpl) + 1);
-        if (*c == '{') {
-            int kind = placeholder(c, &end);
-            if (!kind)
-                return v4r_cli_usage_error("encode", "--text-template: '{' at character %d is not closed (write {{ for "
-                                                     "a brace)", (int)(c - tpl) + 1);
-            if (kind == '?')
-                return v4r_cli_usage_error("encode", "--text-template: unknown placeholder '%.*s' (the placeholders "
-                                                     "are {title} and {description}; {{ and }} are braces)",
-                                           (int)(end - c), c);
-            *uses_title |= kind == 't';
-        }
-        c = end;
-    }
-    return 0;
-}
-
 /* Replaces every non-blank text by the template filled in (titles from the dataset's rows). */
 static void apply_template(const encode_args *a, text_list *l, const v4r_dataset *ds, const int64_t *row)
 {
@@ -602,7 +557,7 @@ static int check_args(encode_args *a)
 {
     int rc = 0, uses_title = 0;
     if (a->text_template)
-        rc = template_check(a->text_template, &uses_title);
+        rc = v4r_cli_check_text_template("encode", a->text_template, &uses_title);
     if (!rc && a->text_template && !a->input)
         rc = v4r_cli_usage_error("encode", "--text-template applies to --input texts, not --titles");
     if (!rc && uses_title && !a->dataset)

@@ -163,6 +163,9 @@ static int parse_build(int argc, char **argv, build_args *a)
         rc = v4r_cli_usage_error(cmd, "--dataset, --vectors and -o are required");
     if (!rc && a->text_template && !a->encoder)
         rc = v4r_cli_usage_error(cmd, "--text-template needs --encoder");
+    int uses_title;
+    if (!rc && a->text_template)
+        rc = v4r_cli_check_text_template(cmd, a->text_template, &uses_title);
     if (!rc && !a->o.ivf && (a->o.nlist || a->o.nprobe))
         rc = v4r_cli_usage_error(cmd, "--nlist and --nprobe need --ivf");
     if (!rc && a->o.label && (!a->o.label[0] || strlen(a->o.label) > 127))

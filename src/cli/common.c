@@ -1,5 +1,6 @@
 /* Shared CLI helpers: error reporting, usage errors, option value parsing, output names. */
 #include "vlm4rec/cli.h"
+#include "vlm4rec/text.h"
 #include "vlm4rec/hub.h"
 
 #include <omp.h>
@@ -125,5 +126,13 @@ int v4r_cli_parse_shard(const char *cmd, const char *val, int max, int *index, i
         return v4r_cli_usage_error(cmd, "--shard: '%s' is not I/N with 1 <= I <= N", val);
     *index = i;
     *count = n;
+    return 0;
+}
+
+int v4r_cli_check_text_template(const char *cmd, const char *tpl, int *uses_title)
+{
+    v4r_err err = {0};
+    if (v4r_text_template_check(tpl, uses_title, &err))
+        return v4r_cli_usage_error(cmd, "--text-template: %s", err.msg);
     return 0;
 }
