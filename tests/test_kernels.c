@@ -387,6 +387,50 @@ static void test_linear_threads(void **state)
     free(w), free(x), free(y1), free(y2);
 }
 
+/* v4r_mlp_apply: the same bits as fc1 then fc2 through v4r_linear_apply, in place (y = x) too,
+ * at 1 and 2 threads; fc2 deeper than one depth block, ragged rows and columns. */
+static void mlp_case(int k, size_t rows, size_t hidden, size_t inter, int act)
+{
+    size_t hx = rows * hidden;
+    float *w1 = malloc(inter * hidden * sizeof *w1), *b1 = malloc(inter * sizeof *b1);
+    float *w2 = malloc(hidden * inter * sizeof *w2), *b2 = malloc(hidden * sizeof *b2);
+    float *x = malloc(hx * sizeof *x), *res = malloc(hx * sizeof *res), *mid = malloc(rows * inter * sizeof *mid);
+    float *want = malloc(hx * sizeof *want), *got = malloc(hx * sizeof *got);
+    fill(w1, inter * hidden, 11, 0.1f), fill(b1, inter, 12, 0.5f), fill(w2, hidden * inter, 13, 0.05f);
+    fill(b2, hidden, 14, 0.5f), fill(x, hx, 15, 1.0f), fill(res, hx, 16, 1.0f);
+    v4r_linear fc1, fc2;
+    v4r_linear_init(&fc1, w1, b1, inter, hidden, k);
+    v4r_linear_init(&fc2, w2, b2, hidden, inter, k);
+    size_t seg[3] = {0, rows / 2, rows};
+    v4r_linear_apply(&fc1, x, rows, seg, 2, NULL, act, mid);
+    v4r_linear_apply(&fc2, mid, rows, seg, 2, res, V4R_ACT_NONE, want);
+    int saved = omp_get_max_threads();
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        memset(got, 0, hx * sizeof *got);
+        v4r_mlp_apply(&fc1, &fc2, x, rows, seg, 2, res, act, mid, got);
+        assert_memory_equal(got, want, hx * sizeof *got);
+        memcpy(got, x, hx * sizeof *got); /* in place: y is x */
+        v4r_mlp_apply(&fc1, &fc2, got, rows, seg, 2, res, act, mid, got);
+        assert_memory_equal(got, want, hx * sizeof *got);
+    }
+    omp_set_num_threads(saved);
+    v4r_linear_free(&fc1);
+    v4r_linear_free(&fc2);
+    free(w1), free(b1), free(w2), free(b2), free(x), free(res), free(mid), free(want), free(got);
+}
+
+static void test_mlp(void **state)
+{
+    (void)state;
+    for (int k = 0; k < n_kernels(); k++) {
+        mlp_case(k, 1, 32, 64, V4R_ACT_GELU);
+        mlp_case(k, 215, 40, 450, V4R_ACT_GELU); /* several row blocks; fc2 deeper than one block */
+        mlp_case(k, 37, 48, 96, V4R_ACT_GELU_TANH);
+        mlp_case(k, 20, 33, 70, V4R_ACT_QUICK_GELU);
+    }
+}
+
 static void test_kernel_pick(void **state)
 {
     (void)state;
@@ -413,7 +457,8 @@ int main(void)
         cmocka_unit_test(test_bulk_conversion), cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_activations),   cmocka_unit_test(test_softmax_mask),
         cmocka_unit_test(test_attention),     cmocka_unit_test(test_linear),
-        cmocka_unit_test(test_linear_threads), cmocka_unit_test(test_kernel_pick),
+        cmocka_unit_test(test_linear_threads), cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_kernel_pick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,10 @@ const char *v4r_code_name(int code);
 void *v4r_malloc(size_t n);
 void *v4r_calloc(size_t count, size_t size);
 void *v4r_realloc(void *p, size_t n);
+/* For large arrays swept again and again (weights, activations): 64-byte aligned, and from 2 MiB
+ * up on 2 MiB boundaries with transparent huge pages asked for (madvise), so a sweep walks few
+ * TLB entries; free() it. */
+void *v4r_huge_alloc(size_t n);
 char *v4r_strdup(const char *s);
 char *v4r_strndup(const char *s, size_t n);
 char *v4r_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

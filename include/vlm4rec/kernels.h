@@ -111,6 +111,13 @@ void v4r_linear_free(v4r_linear *l);
 void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
                       const float *res, int act, float *y);
 
+/* y = fc2(act(fc1(x))) [+ res]: v4r_linear_apply of fc1 (into inter, rows x fc1->out) then of fc2,
+ * the same numbers; two float32 AVX-512 layers run fused, a block of rows through both while its
+ * fc1 output is in cache (inter is then left alone). y may be x (each block of rows is read
+ * before it is written), not res. */
+void v4r_mlp_apply(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const size_t *seg,
+                   size_t nseg, const float *res, int act, float *inter, float *y);
+
 /* ---- encoder layers ---- */
 
 /* One transformer encoder layer's weights. BERT (post-LN) and CLIP (pre-LN) order the steps

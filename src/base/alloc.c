@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+enum { HUGE_PAGE = 2 << 20 };
 
 static void *check(void *p, size_t n)
 {
@@ -16,6 +19,20 @@ static void *check(void *p, size_t n)
 void *v4r_malloc(size_t n) { return check(malloc(n ? n : 1), n); }
 void *v4r_calloc(size_t count, size_t size) { return check(calloc(count ? count : 1, size ? size : 1), count * size); }
 void *v4r_realloc(void *p, size_t n) { return check(realloc(p, n ? n : 1), n); }
+
+void *v4r_huge_alloc(size_t n)
+{
+    if (n < HUGE_PAGE) {
+        void *p = NULL;
+        return check(posix_memalign(&p, 64, n ? n : 64) == 0 ? p : NULL, n);
+    }
+    size_t whole = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *p = NULL;
+    check(posix_memalign(&p, HUGE_PAGE, whole) == 0 ? p : NULL, n);
+    madvise(p, whole, MADV_HUGEPAGE); /* advice only: without transparent huge pages, 4 KiB pages */
+    return p;
+}
+
 char *v4r_strdup(const char *s) { return v4r_strndup(s, strlen(s)); }
 
 char *v4r_strndup(const char *s, size_t n)

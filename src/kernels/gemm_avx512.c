@@ -29,13 +29,6 @@ void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack)
             }
 }
 
-typedef struct {
-    const v4r_linear *l;
-    const float *x, *res;
-    float *y;
-    int act;
-} gemm_job;
-
 /* The epilogue of one 16-column vector: bias, residual, activation. */
 V4R_AVX512_INLINE __m512 finish(__m512 v, const float *bias, const float *res, int act, __mmask16 m)
 {
@@ -114,53 +107,84 @@ V4R_AVX512 static void pack_rows(const float *x, size_t ld, size_t mc, size_t k0
 }
 
 
-/* Rows [r0, r0 + mc) over all columns. */
-V4R_AVX512 static void row_block(const gemm_job *job, size_t r0, size_t mc, float *ap)
+/* y (mc x l->out) = act(x (mc x l->in) W^T + bias [+ res]): one block of rows over all columns. */
+V4R_AVX512 static void row_block(const v4r_linear *l, int act, const float *x, const float *res, float *y, size_t mc,
+                                 float *ap)
 {
     float buf[MR * NR] __attribute__((aligned(64)));
-    const v4r_linear *l = job->l;
     size_t K = l->in, N = l->out, panels = (N + NR - 1) / NR;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
         size_t kc = K - k0 < KC ? K - k0 : KC;
         int first = k0 == 0, last = k0 + kc == K;
-        pack_rows(job->x + r0 * K, K, mc, k0, kc, ap);
+        pack_rows(x, K, mc, k0, kc, ap);
         for (size_t p = 0; p < panels; p++) {
             const float *b = l->pack + (p * K + k0) * NR;
             size_t col = p * NR;
             __mmask16 m0 = v4r_lanes(N - col), m1 = N - col > 16 ? v4r_lanes(N - col - 16) : 0;
             for (size_t i = 0; i < mc; i += MR) {
                 size_t mr = mc - i < MR ? mc - i : MR;
-                float *c = job->y + (r0 + i) * N + col;
+                float *c = y + i * N + col;
                 if (!last) {
                     tile(kc, ap + i * kc, b, first ? NULL : c, N, m0, m1, c, N, m0, m1, mr);
                     continue;
                 }
                 tile(kc, ap + i * kc, b, first ? NULL : c, N, m0, m1, buf, NR, 0xffff, 0xffff, mr);
-                v4r_avx512_finish_tile(l, job->act, buf, c, N, mr, col,
-                                       job->res ? job->res + (r0 + i) * N + col : NULL);
+                v4r_avx512_finish_tile(l, act, buf, c, N, mr, col, res ? res + i * N + col : NULL);
             }
         }
     }
 }
 
+/* The blocks of rows the threads share out: step row tiles each (v4r_row_step), at most MC rows. */
+static size_t row_blocks(size_t rows, size_t *step_rows)
+{
+    size_t units = (rows + MR - 1) / MR, step = v4r_row_step(units, MC / MR);
+    *step_rows = step * MR;
+    return (units + step - 1) / step;
+}
+
 void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y)
 {
     /* the tanh GELU has no vector form here: applied after the product */
-    gemm_job job = {l, x, res, y, act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act};
-    size_t units = (rows + MR - 1) / MR, step = v4r_row_step(units, MC / MR), blocks = (units + step - 1) / step;
+    int inner = act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act;
+    size_t K = l->in, N = l->out, step, blocks = row_blocks(rows, &step);
     int nt = omp_get_max_threads();
     if ((size_t)nt > blocks)
         nt = (int)blocks;
 #pragma omp parallel num_threads(nt)
     {
-        float *ap = v4r_aligned_alloc((size_t)MC * KC * sizeof *ap);
+        float *ap = v4r_huge_alloc((size_t)MC * KC * sizeof *ap);
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < blocks; b++) {
-            size_t r0 = b * step * MR, r1 = r0 + step * MR;
-            row_block(&job, r0, (r1 < rows ? r1 : rows) - r0, ap);
+            size_t r0 = b * step, mc = (rows - r0 < step ? rows - r0 : step);
+            row_block(l, inner, x + r0 * K, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
         }
         free(ap);
     }
     if (act == V4R_ACT_GELU_TANH)
         v4r_activate_generic(y, rows * l->out, act);
+}
+
+void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const float *res,
+                    int act, float *y)
+{
+    int inner = act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act;
+    size_t K = fc1->in, I = fc1->out, N = fc2->out, step, blocks = row_blocks(rows, &step);
+    int nt = omp_get_max_threads();
+    if ((size_t)nt > blocks)
+        nt = (int)blocks;
+#pragma omp parallel num_threads(nt)
+    {
+        float *ap = v4r_huge_alloc((size_t)MC * KC * sizeof *ap), *mid = v4r_huge_alloc((size_t)MC * I * sizeof *mid);
+#pragma omp for schedule(dynamic, 1)
+        for (size_t b = 0; b < blocks; b++) {
+            size_t r0 = b * step, mc = (rows - r0 < step ? rows - r0 : step);
+            row_block(fc1, inner, x + r0 * K, NULL, mid, mc, ap);
+            if (act == V4R_ACT_GELU_TANH)
+                v4r_activate_generic(mid, mc * I, act);
+            row_block(fc2, V4R_ACT_NONE, mid, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
+        }
+        free(ap);
+        free(mid);
+    }
 }

@@ -10,6 +10,11 @@ enum { V4R_PANEL = 32 }; /* output columns per packed weight panel */
 void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack);
 /* y = act(x W^T + bias [+ res]) over the packed weights (v4r_linear_apply's contract). */
 void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
+/* y = fc2(act(fc1(x))) + fc2's bias [+ res], a block of rows at a time, the block's fc1 output kept
+ * in a per-thread buffer (cache-sized) instead of a rows x fc1->out array: the same numbers as the
+ * two v4r_avx512_linear calls. */
+void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const float *res,
+                    int act, float *y);
 /* The epilogue of a finished 32-column tile: buf (mr x 32) + bias [+ res], activated, into c (ldc),
  * columns [col, col + 32) of l (those past l->out left alone); act is never V4R_ACT_GELU_TANH. */
 void v4r_avx512_finish_tile(const v4r_linear *l, int act, const float *buf, float *c, size_t ldc, size_t mr,
@@ -32,7 +37,6 @@ void v4r_avx512_attention(const float *qkv, size_t ld, size_t len, size_t valid,
 size_t v4r_row_step(size_t units, size_t most);
 
 /* Portable pieces shared by both implementations. */
-void *v4r_aligned_alloc(size_t n); /* 64-byte aligned; aborts when out of memory; free() it */
 void v4r_activate_generic(float *x, size_t n, int act);
 
 #endif

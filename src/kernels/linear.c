@@ -9,16 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void *v4r_aligned_alloc(size_t n)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64) != 0) {
-        fprintf(stderr, "vlm4rec: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
-
 size_t v4r_row_step(size_t units, size_t most)
 {
     size_t want = 4 * (size_t)omp_get_max_threads(), step = (units + want - 1) / want;
@@ -42,7 +32,7 @@ void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t ou
     linear_head(l, bias, out, in, kernel);
     if (kernel == V4R_KERNEL_AVX512) {
         size_t panels = (out + V4R_PANEL - 1) / V4R_PANEL;
-        l->pack = v4r_aligned_alloc(panels * V4R_PANEL * in * sizeof *l->pack);
+        l->pack = v4r_huge_alloc(panels * V4R_PANEL * in * sizeof *l->pack);
         v4r_avx512_pack(w, out, in, l->pack);
     } else {
         l->w = v4r_malloc(out * in * sizeof *l->w);
@@ -66,7 +56,7 @@ void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size
     linear_head(l, bias, out, in, kernel);
     l->bf16 = engine;
     size_t panels = (out + V4R_PANEL - 1) / V4R_PANEL;
-    l->pack16 = v4r_aligned_alloc(panels * v4r_bf16_kpairs(in) * 2 * V4R_PANEL * sizeof *l->pack16);
+    l->pack16 = v4r_huge_alloc(panels * v4r_bf16_kpairs(in) * 2 * V4R_PANEL * sizeof *l->pack16);
     v4r_bf16_pack(w, out, in, l->pack16);
 }
 
@@ -128,4 +118,17 @@ void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const si
         v4r_avx512_linear(l, x, rows, res, act, y);
     else
         linear_blas(l, x, rows, seg, nseg, res, act, y);
+}
+
+void v4r_mlp_apply(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const size_t *seg,
+                   size_t nseg, const float *res, int act, float *inter, float *y)
+{
+    int fused = fc1->kernel == V4R_KERNEL_AVX512 && fc2->kernel == V4R_KERNEL_AVX512 &&
+                fc1->bf16 == V4R_BF16_NONE && fc2->bf16 == V4R_BF16_NONE;
+    if (rows && fused) {
+        v4r_avx512_mlp(fc1, fc2, x, rows, res, act, y);
+        return;
+    }
+    v4r_linear_apply(fc1, x, rows, seg, nseg, NULL, act, inter);
+    v4r_linear_apply(fc2, inter, rows, seg, nseg, res, V4R_ACT_NONE, y);
 }

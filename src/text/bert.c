@@ -164,11 +164,11 @@ void v4r_bert_ws_reserve(const v4r_bert *m, v4r_bert_ws *ws, size_t tokens, size
         free(ws->ctx);
         free(ws->tmp);
         free(ws->inter);
-        ws->x = v4r_malloc(tokens * c->hidden * sizeof(float));
-        ws->qkv = v4r_malloc(tokens * 3 * c->hidden * sizeof(float));
-        ws->ctx = v4r_malloc(tokens * c->hidden * sizeof(float));
-        ws->tmp = v4r_malloc(tokens * c->hidden * sizeof(float));
-        ws->inter = v4r_malloc(tokens * c->inter * sizeof(float));
+        ws->x = v4r_huge_alloc(tokens * c->hidden * sizeof(float));
+        ws->qkv = v4r_huge_alloc(tokens * 3 * c->hidden * sizeof(float));
+        ws->ctx = v4r_huge_alloc(tokens * c->hidden * sizeof(float));
+        ws->tmp = v4r_huge_alloc(tokens * c->hidden * sizeof(float));
+        ws->inter = v4r_huge_alloc(tokens * c->inter * sizeof(float));
         ws->cap_tokens = tokens;
     }
     int nt = omp_get_max_threads();
@@ -239,8 +239,7 @@ static void layer_forward(const v4r_bert *m, const v4r_tlayer *L, const size_t *
     attend(m, lens, n, first, ws);
     v4r_linear_apply(&L->out, ws->ctx, T, first, n, ws->x, V4R_ACT_NONE, ws->tmp);
     v4r_layernorm(ws->tmp, T, h, L->ln1_g, L->ln1_b, m->cfg.eps);
-    v4r_linear_apply(&L->fc1, ws->tmp, T, first, n, NULL, m->cfg.act, ws->inter);
-    v4r_linear_apply(&L->fc2, ws->inter, T, first, n, ws->tmp, V4R_ACT_NONE, ws->x);
+    v4r_mlp_apply(&L->fc1, &L->fc2, ws->tmp, T, first, n, ws->tmp, m->cfg.act, ws->inter, ws->x);
     v4r_layernorm(ws->x, T, h, L->ln2_g, L->ln2_b, m->cfg.eps);
 }
 

@@ -118,8 +118,7 @@ static void layer_forward(const v4r_clip *m, const v4r_tlayer *L, size_t n, v4r_
     v4r_linear_apply(&L->out, ws->ctx, rows, seg, n, ws->x, V4R_ACT_NONE, ws->h); /* h: the residual stream */
     memcpy(ws->x, ws->h, bytes);
     v4r_layernorm(ws->x, rows, h, L->ln2_g, L->ln2_b, m->cfg.eps);
-    v4r_linear_apply(&L->fc1, ws->x, rows, seg, n, NULL, m->cfg.act, ws->inter);
-    v4r_linear_apply(&L->fc2, ws->inter, rows, seg, n, ws->h, V4R_ACT_NONE, ws->x);
+    v4r_mlp_apply(&L->fc1, &L->fc2, ws->x, rows, seg, n, ws->h, m->cfg.act, ws->inter, ws->x);
 }
 
 /* image_embeds = projection(post-LayerNorm(class token)). */
