@@ -68,7 +68,7 @@ V4R_AMX static void amx_rows(const v4r_linear *l, const float *x, size_t r0, siz
 {
     float buf[MB * NR] __attribute__((aligned(64)));
     size_t K = l->in, N = l->out, kp = v4r_bf16_kpairs(K), panels = (N + NR - 1) / NR;
-    uint16_t *a = v4r_huge_alloc(MB * 2 * kp * sizeof *a);
+    uint16_t *a = v4r_thread_scratch(V4R_SCRATCH_ROWS, MB * 2 * kp * sizeof *a);
     for (size_t r = r0; r < r1; r += MB) {
         size_t mc = (r + MB < rows ? r + MB : rows) - r;
         v4r_bf16_rows(x + r * K, K, K, mc, MB, 2 * kp, a);
@@ -78,7 +78,6 @@ V4R_AMX static void amx_rows(const v4r_linear *l, const float *x, size_t r0, siz
             v4r_avx512_finish_tile(l, act, buf, y + off, N, mc, p * NR, res ? res + off : NULL);
         }
     }
-    free(a);
 }
 
 void v4r_amx_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y)

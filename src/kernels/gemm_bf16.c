@@ -103,13 +103,12 @@ void v4r_bf16_linear(const v4r_linear *l, const float *x, size_t rows, const flo
         nt = (int)blocks;
 #pragma omp parallel num_threads(nt)
     {
-        uint16_t *a = v4r_huge_alloc((size_t)MC * 2 * kp * sizeof *a);
+        uint16_t *a = v4r_thread_scratch(V4R_SCRATCH_ROWS, (size_t)MC * 2 * kp * sizeof *a);
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < blocks; b++) {
             size_t r0 = b * step * MR, r1 = r0 + step * MR;
             row_block(l, x, r0, (r1 < rows ? r1 : rows) - r0, res, fused, y, a);
         }
-        free(a);
     }
     if (act == V4R_ACT_GELU_TANH)
         v4r_activate_generic(y, rows * l->out, act);

@@ -36,6 +36,12 @@ void v4r_avx512_attention(const float *qkv, size_t ld, size_t len, size_t valid,
  * most units (the threads take blocks as they come free; a row's numbers never depend on it). */
 size_t v4r_row_step(size_t units, size_t most);
 
+/* A buffer of at least bytes for the calling thread, kept for its next call (grown, never shrunk;
+ * v4r_huge_alloc'd): the GEMMs' packed rows and the MLP's middle block, without an allocation (and
+ * fresh pages to fault in) per call. One buffer a slot: a caller holds one slot at a time. */
+enum { V4R_SCRATCH_ROWS, V4R_SCRATCH_MID, V4R_SCRATCH_SLOTS };
+void *v4r_thread_scratch(int slot, size_t bytes);
+
 /* Portable pieces shared by both implementations. */
 void v4r_activate_generic(float *x, size_t n, int act);
 

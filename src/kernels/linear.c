@@ -9,6 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+static _Thread_local struct {
+    void *mem;
+    size_t bytes;
+} thread_scratch[V4R_SCRATCH_SLOTS];
+
+void *v4r_thread_scratch(int slot, size_t bytes)
+{
+    if (bytes > thread_scratch[slot].bytes) {
+        free(thread_scratch[slot].mem);
+        thread_scratch[slot].mem = v4r_huge_alloc(bytes);
+        thread_scratch[slot].bytes = bytes;
+    }
+    return thread_scratch[slot].mem;
+}
+
 size_t v4r_row_step(size_t units, size_t most)
 {
     size_t want = 4 * (size_t)omp_get_max_threads(), step = (units + want - 1) / want;
