@@ -32,25 +32,11 @@ V4R_AVX512_INLINE __m512 v4r_exp16(__m512 x)
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), e);
 }
 
-/* erf: for |x| < 0.75 the Maclaurin series (x times a polynomial in x^2); above, Numerical
- * Recipes' erfc fit (relative error < 1.2e-7): 1 - t exp(-x^2 + P(t)), t = 1 / (1 + x/2). */
-V4R_AVX512_INLINE __m512 v4r_erf16(__m512 x)
+/* erfc(a) for a >= 0: Numerical Recipes' fit t exp(-a^2 + P(t)), t = 1 / (1 + a/2), relative error
+ * < 1.2e-7 everywhere; t by the 14-bit reciprocal and one Newton step (no division). */
+V4R_AVX512_INLINE __m512 v4r_erfc_pos16(__m512 a)
 {
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    __m512 z = _mm512_andnot_ps(sign, x), z2 = _mm512_mul_ps(z, z);
-    /* 2/sqrt(pi) (-1)^n / (n! (2n + 1)), n = 0..8 */
-    __m512 s = _mm512_set1_ps(1.1283791670955126f * 1.0f / 685440.0f);
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(-1.1283791670955126f / 75600.0f));
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(1.1283791670955126f / 9360.0f));
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(-1.1283791670955126f / 1320.0f));
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(1.1283791670955126f / 216.0f));
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(-1.1283791670955126f / 42.0f));
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(1.1283791670955126f / 10.0f));
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(-1.1283791670955126f / 3.0f));
-    s = _mm512_fmadd_ps(s, z2, _mm512_set1_ps(1.1283791670955126f));
-    s = _mm512_mul_ps(s, z);
-    /* t = 1 / d, d = 1 + z/2 >= 1: the 14-bit reciprocal and one Newton step (no division) */
-    __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.0f)), t = _mm512_rcp14_ps(d);
+    __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), a, _mm512_set1_ps(1.0f)), t = _mm512_rcp14_ps(d);
     t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
     __m512 p = _mm512_set1_ps(0.17087277f);
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
@@ -62,16 +48,19 @@ V4R_AVX512_INLINE __m512 v4r_erf16(__m512 x)
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
-    __m512 big = _mm512_fnmadd_ps(t, v4r_exp16(_mm512_sub_ps(p, z2)), _mm512_set1_ps(1.0f));
-    __m512 e = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(z, _mm512_set1_ps(0.75f), _CMP_GE_OQ), big);
-    return _mm512_or_ps(e, _mm512_and_ps(x, sign));
+    return _mm512_mul_ps(t, v4r_exp16(_mm512_fnmadd_ps(a, a, p)));
 }
 
-/* x/2 (1 + erf(x / sqrt 2)), in the order PyTorch evaluates it. */
+/* x/2 (1 + erf(x / sqrt 2)) with 1 + erf(z) = erfc(-z): erfc(|z|) below zero, 2 - erfc(z) above.
+ * One formula for every x (no series branch for small |z| to compute and blend: GELU needs 1 +
+ * erf, whose absolute error is what counts, not erf's relative error near 0). */
 V4R_AVX512_INLINE __m512 v4r_gelu16(__m512 x)
 {
-    __m512 e = v4r_erf16(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
-    return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
+    __m512 e = v4r_erfc_pos16(_mm512_abs_ps(z));
+    __mmask16 neg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 one_plus_erf = _mm512_mask_mov_ps(_mm512_sub_ps(_mm512_set1_ps(2.0f), e), neg, e);
+    return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), one_plus_erf);
 }
 
 /* x sigmoid(1.702 x), in the order PyTorch evaluates quick_gelu: x * (1 / (1 + e^(-1.702 x))). */
