@@ -1,8 +1,12 @@
 /* Measures this machine's peak float32 FLOP rate: independent AVX-512 (or AVX2) FMA chains on every
- * thread for a fixed time. Used by bench/encode.sh for "share of peak". Prints GFLOP/s. */
+ * thread for a fixed time. Used by bench/encode.sh for "share of peak". Prints GFLOP/s.
+ * `peak_flops tile` measures instead the rate of the encoder GEMM's 14 x 32 register tile (per depth
+ * step: two vector loads, 14 broadcast loads, 28 FMAs) on operands that stay in L1: what a GEMM fed
+ * from memory at that ratio of loads to FMAs can reach here, with no cache miss at all. */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void)
@@ -48,8 +52,55 @@ static double run256(long iters)
     return s;
 }
 
-int main(void)
+/* The GEMM tile over kc depth steps of a (kc x 14) and b (kc x 32), repeated; returns a sum. */
+enum { TILE_MR = 14, TILE_KC = 128 };
+__attribute__((target("avx512f"), noinline)) static float tile512(const float *a, const float *b, long reps)
 {
+    float s = 0;
+    for (long n = 0; n < reps; n++) {
+        __m512 c0[TILE_MR], c1[TILE_MR];
+#pragma GCC unroll 14
+        for (int r = 0; r < TILE_MR; r++)
+            c0[r] = c1[r] = _mm512_setzero_ps();
+        for (int k = 0; k < TILE_KC; k++) {
+            __m512 b0 = _mm512_load_ps(b + k * 32), b1 = _mm512_load_ps(b + k * 32 + 16);
+#pragma GCC unroll 14
+            for (int r = 0; r < TILE_MR; r++) {
+                __m512 av = _mm512_set1_ps(a[k * TILE_MR + r]);
+                c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+                c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+            }
+        }
+#pragma GCC unroll 14
+        for (int r = 0; r < TILE_MR; r++)
+            s += _mm512_reduce_add_ps(_mm512_add_ps(c0[r], c1[r]));
+    }
+    return s;
+}
+
+static int run_tile(void)
+{
+    if (!__builtin_cpu_supports("avx512f")) {
+        printf("0\n"); /* the tile is the AVX-512 kernel's */
+        return 0;
+    }
+    long reps = 1000000;
+    double sink = 0, t0 = now();
+#pragma omp parallel reduction(+ : sink)
+    {
+        static float a[TILE_KC * TILE_MR] __attribute__((aligned(64))), b[TILE_KC * 32] __attribute__((aligned(64)));
+        sink += tile512(a, b, reps);
+    }
+    double secs = now() - t0;
+    double flops = (double)omp_get_max_threads() * (double)reps * TILE_KC * TILE_MR * 32 * 2;
+    printf("%.1f\n", flops / secs / 1e9);
+    return sink == 42.0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "tile") == 0)
+        return run_tile();
     int wide = __builtin_cpu_supports("avx512f");
     long iters = 200000000;
     double sink = 0, t0 = now();
