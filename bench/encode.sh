@@ -16,6 +16,8 @@ py=/usr/bin/python3
 vpy=$(bash "$here/pyenv_bench.sh")
 export VLM4REC_LOG=warn
 [ -d "$model" ] || { echo "bench: no model at $model (set BENCH_MODEL)" >&2; exit 1; }
+name=$(basename "$model")
+[ "$name" = model ] && name="all-MiniLM-L6-v2 ($(basename "$(dirname "$model")"))"  # the PyPI package's folder
 
 # descriptions of the catalog joined until a text has about 75 words (~100 word pieces), the length
 # of a detailed LVLM answer
@@ -44,7 +46,7 @@ timed() { # timed NAME cmd...: runs, leaves "wall_s maxrss_kb" in $out/NAME.time
 
 report="$out/encode.md"
 {
-  echo "# vlm4rec encode vs ONNX Runtime and PyTorch: $(basename "$model"), $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# vlm4rec encode vs ONNX Runtime and PyTorch: $name, $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "| threads | engine | sentences/s | vs ONNX Runtime | vs vlm4rec fp32 | GFLOP/s | share of FMA peak | share of L1 tile rate | peak MiB | max abs diff vs vlm4rec fp32 | min cosine vs vlm4rec fp32 |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"

