@@ -130,14 +130,7 @@ static v4r_encoder *load(const char *model, int precision, const char *engine)
     return e;
 }
 
-static float *encode(v4r_encoder *e, size_t n, size_t batch)
-{
-    float *out = v4r_malloc(n * v4r_encoder_dim(e) * sizeof *out);
-    v4r_err err = {0};
-    if (v4r_encoder_encode_ids(e, (const int32_t *const *)tokens.ids, tokens.lens, n, batch, out, &err))
-        fail_msg("%s", err.msg);
-    return out;
-}
+static float *encode(v4r_encoder *e, size_t n, size_t batch) { return tu_encode(e, &tokens, n, batch); }
 
 /* The smallest cosine between the bf16 and the fp32 vectors vf of the first n fixture texts. */
 static void gate(const char *model, const float *vf, size_t n, int engine)
@@ -195,17 +188,7 @@ static void test_batches_and_threads(void **state)
         skip();
     for (int e = 0; e < n; e++) {
         v4r_encoder *b = load("minilm-l6-shape", V4R_PREC_BF16, engine_env[list[e]]);
-        size_t cnt = SANITIZED ? 12 : 60, bytes = cnt * v4r_encoder_dim(b) * sizeof(float);
-        int saved = omp_get_max_threads();
-        omp_set_num_threads(2);
-        float *a = encode(b, cnt, 32), *b1 = encode(b, cnt, 1), *b7 = encode(b, cnt, 7);
-        omp_set_num_threads(1);
-        float *t1 = encode(b, cnt, 32);
-        omp_set_num_threads(saved);
-        assert_memory_equal(a, b1, bytes);
-        assert_memory_equal(a, b7, bytes);
-        assert_memory_equal(a, t1, bytes);
-        free(a), free(b1), free(b7), free(t1);
+        tu_same_across_batches(b, &tokens, SANITIZED ? 12 : 60);
         v4r_encoder_free(b);
     }
 }

@@ -78,14 +78,7 @@ static v4r_encoder *load_fixture(const char *model, const char *kernel)
 }
 
 /* The vectors of the first n fixture texts. */
-static float *encode(v4r_encoder *e, size_t n, size_t batch)
-{
-    float *out = v4r_malloc(n * v4r_encoder_dim(e) * sizeof *out);
-    v4r_err err = {0};
-    if (v4r_encoder_encode_ids(e, (const int32_t *const *)tokens.ids, tokens.lens, n, batch, out, &err))
-        fail_msg("%s", err.msg);
-    return out;
-}
+static float *encode(v4r_encoder *e, size_t n, size_t batch) { return tu_encode(e, &tokens, n, batch); }
 
 static double max_diff(const float *a, const float *b, size_t n)
 {
@@ -183,17 +176,7 @@ static void test_minilm_parity(void **state)
 static void same_vectors(const char *model, const char *kernel, size_t n)
 {
     v4r_encoder *e = load_fixture(model, kernel);
-    size_t bytes = n * v4r_encoder_dim(e) * sizeof(float);
-    int saved = omp_get_max_threads();
-    omp_set_num_threads(2);
-    float *a = encode(e, n, 32), *b1 = encode(e, n, 1), *b7 = encode(e, n, 7);
-    omp_set_num_threads(1);
-    float *t1 = encode(e, n, 32);
-    omp_set_num_threads(saved);
-    assert_memory_equal(a, b1, bytes);
-    assert_memory_equal(a, b7, bytes);
-    assert_memory_equal(a, t1, bytes);
-    free(a), free(b1), free(b7), free(t1);
+    tu_same_across_batches(e, &tokens, n);
     v4r_encoder_free(e);
 }
 

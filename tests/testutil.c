@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,4 +138,28 @@ void tu_tokens_free(tu_tokens *t)
     free(t->ids);
     free(t->lens);
     memset(t, 0, sizeof *t);
+}
+
+float *tu_encode(v4r_encoder *e, const tu_tokens *t, size_t n, size_t batch)
+{
+    float *out = v4r_malloc(n * v4r_encoder_dim(e) * sizeof *out);
+    v4r_err err = {0};
+    if (v4r_encoder_encode_ids(e, (const int32_t *const *)t->ids, t->lens, n, batch, out, &err))
+        fail_msg("%s", err.msg);
+    return out;
+}
+
+void tu_same_across_batches(v4r_encoder *e, const tu_tokens *t, size_t n)
+{
+    size_t bytes = n * v4r_encoder_dim(e) * sizeof(float);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(2);
+    float *a = tu_encode(e, t, n, 32), *b1 = tu_encode(e, t, n, 1), *b7 = tu_encode(e, t, n, 7);
+    omp_set_num_threads(1);
+    float *t1 = tu_encode(e, t, n, 32);
+    omp_set_num_threads(saved);
+    assert_memory_equal(a, b1, bytes);
+    assert_memory_equal(a, b7, bytes);
+    assert_memory_equal(a, t1, bytes);
+    free(a), free(b1), free(b7), free(t1);
 }

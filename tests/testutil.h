@@ -11,6 +11,7 @@
 #include "vlm4rec/base.h"
 #include "vlm4rec/data.h"
 #include "vlm4rec/io.h"
+#include "vlm4rec/text.h"
 
 /* SANITIZED: 1 in the AddressSanitizer build (tests then check fewer texts where they are slow). */
 #if defined(__SANITIZE_ADDRESS__)
@@ -45,6 +46,11 @@ typedef struct {
 } tu_tokens;
 void tu_tokens_load(tu_tokens *t);
 void tu_tokens_free(tu_tokens *t);
+/* The vectors of t's first n texts by e in batches of batch (fails the test on an error). */
+float *tu_encode(v4r_encoder *e, const tu_tokens *t, size_t n, size_t batch);
+/* Asserts e gives the same bytes for t's first n texts in batches of 32, 1 and 7 on 2 threads and of
+ * 32 on 1 thread. */
+void tu_same_across_batches(v4r_encoder *e, const tu_tokens *t, size_t n);
 
 /* A synthetic catalog in a fresh directory (vlm4rec dataset synth with these sizes), loaded, with
  * its description and visual vectors. tu_catalog_free removes the directory. */
