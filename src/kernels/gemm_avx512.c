@@ -18,7 +18,7 @@
 
 /* PF_AHEAD: how many depth steps ahead a tile asks for its operands (software prefetch: the B
  * slice, 48 KiB at full depth, and the row panel do not both fit L1, and the hardware's own
- * prefetch left the loop waiting on L2; measured 4% faster for the encoder). */
+ * prefetch left the loop waiting on L2). */
 enum { MR = 14, NR = V4R_PANEL, KC = 384, MC = MR * 12, PF_AHEAD = 16 };
 
 void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack)
@@ -115,7 +115,7 @@ V4R_AVX512 static void pack_rows(const float *x, size_t ld, size_t mc, size_t k0
 
 /* Asks L2 for the two lines of 32 columns in each of mr rows (ld apart): the lines a tile's epilogue
  * reads (the residual) and writes, fetched while the tile computes (to L2, not L1: the tile's own
- * operands would push them out of L1 again), so its stores do not wait on L3 (5% faster encode). */
+ * operands would push them out of L1 again), so its stores do not wait on L3. */
 static inline void prefetch_to_l2(const float *p, size_t ld, size_t mr)
 {
     for (size_t r = 0; r < mr; r++) {
