@@ -388,7 +388,8 @@ static void test_linear_threads(void **state)
 }
 
 /* v4r_mlp_apply: the same bits as fc1 then fc2 through v4r_linear_apply, in place (y = x) too,
- * at 1 and 2 threads; fc2 deeper than one depth block, ragged rows and columns. */
+ * at 1 and 2 threads; fc2 deeper than one depth block, ragged rows and columns. The _norm forms of
+ * both: the same bits as v4r_layernorm after. */
 static void mlp_case(int k, size_t rows, size_t hidden, size_t inter, int act)
 {
     size_t hx = rows * hidden;
@@ -404,6 +405,12 @@ static void mlp_case(int k, size_t rows, size_t hidden, size_t inter, int act)
     size_t seg[3] = {0, rows / 2, rows};
     v4r_linear_apply(&fc1, x, rows, seg, 2, NULL, act, mid);
     v4r_linear_apply(&fc2, mid, rows, seg, 2, res, V4R_ACT_NONE, want);
+    float *gamma = malloc(hidden * sizeof *gamma), *beta = malloc(hidden * sizeof *beta);
+    float *want_ln = malloc(hx * sizeof *want_ln);
+    fill(gamma, hidden, 17, 1.0f), fill(beta, hidden, 18, 0.5f);
+    v4r_norm ln = {gamma, beta, 1e-5f};
+    memcpy(want_ln, want, hx * sizeof *want_ln);
+    v4r_layernorm(want_ln, rows, hidden, gamma, beta, ln.eps);
     int saved = omp_get_max_threads();
     for (int t = 1; t <= 2; t++) {
         omp_set_num_threads(t);
@@ -413,11 +420,20 @@ static void mlp_case(int k, size_t rows, size_t hidden, size_t inter, int act)
         memcpy(got, x, hx * sizeof *got); /* in place: y is x */
         v4r_mlp_apply(&fc1, &fc2, got, rows, seg, 2, res, act, mid, got);
         assert_memory_equal(got, want, hx * sizeof *got);
+        /* with the LayerNorm after: the same bits as v4r_layernorm over the whole output */
+        memset(got, 0, hx * sizeof *got);
+        v4r_mlp_apply_norm(&fc1, &fc2, x, rows, seg, 2, res, act, mid, got, &ln);
+        assert_memory_equal(got, want_ln, hx * sizeof *got);
+        v4r_linear_apply(&fc1, x, rows, seg, 2, NULL, act, mid);
+        memset(got, 0, hx * sizeof *got);
+        v4r_linear_apply_norm(&fc2, mid, rows, seg, 2, res, V4R_ACT_NONE, got, &ln);
+        assert_memory_equal(got, want_ln, hx * sizeof *got);
     }
     omp_set_num_threads(saved);
     v4r_linear_free(&fc1);
     v4r_linear_free(&fc2);
     free(w1), free(b1), free(w2), free(b2), free(x), free(res), free(mid), free(want), free(got);
+    free(gamma), free(beta), free(want_ln);
 }
 
 static void test_mlp(void **state)

@@ -118,6 +118,20 @@ void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const si
 void v4r_mlp_apply(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const size_t *seg,
                    size_t nseg, const float *res, int act, float *inter, float *y);
 
+/* A LayerNorm's parameters (v4r_layernorm's), for a layer whose output it normalizes. */
+typedef struct {
+    const float *gamma, *beta;
+    float eps;
+} v4r_norm;
+/* v4r_linear_apply and v4r_mlp_apply followed by v4r_layernorm of every row of y (norm NULL: none),
+ * the same numbers; the float32 AVX-512 kernel normalizes each block of rows as soon as it is
+ * written, while it is still in cache, instead of in a pass over all of y after. */
+void v4r_linear_apply_norm(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
+                           const float *res, int act, float *y, const v4r_norm *norm);
+void v4r_mlp_apply_norm(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows,
+                        const size_t *seg, size_t nseg, const float *res, int act, float *inter, float *y,
+                        const v4r_norm *norm);
+
 /* ---- encoder layers ---- */
 
 /* One transformer encoder layer's weights. BERT (post-LN) and CLIP (pre-LN) order the steps

@@ -163,7 +163,8 @@ static size_t row_blocks(size_t rows, size_t *step_rows)
     return (units + step - 1) / step;
 }
 
-void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y)
+void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y,
+                       const v4r_norm *norm)
 {
     /* the tanh GELU has no vector form here: applied after the product */
     int inner = act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act;
@@ -178,14 +179,19 @@ void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const f
         for (size_t b = 0; b < blocks; b++) {
             size_t r0 = b * step, mc = (rows - r0 < step ? rows - r0 : step);
             row_block(l, inner, x + r0 * K, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
+            if (norm && act != V4R_ACT_GELU_TANH)
+                v4r_layernorm_rows(y + r0 * N, mc, N, norm);
         }
     }
-    if (act == V4R_ACT_GELU_TANH)
+    if (act == V4R_ACT_GELU_TANH) {
         v4r_activate_generic(y, rows * l->out, act);
+        if (norm)
+            v4r_layernorm(y, rows, N, norm->gamma, norm->beta, norm->eps);
+    }
 }
 
 void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const float *res,
-                    int act, float *y)
+                    int act, float *y, const v4r_norm *norm)
 {
     int inner = act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act;
     size_t K = fc1->in, I = fc1->out, N = fc2->out, step, blocks = row_blocks(rows, &step);
@@ -203,6 +209,8 @@ void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x
             if (act == V4R_ACT_GELU_TANH)
                 v4r_activate_generic(mid, mc * I, act);
             row_block(fc2, V4R_ACT_NONE, mid, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
+            if (norm)
+                v4r_layernorm_rows(y + r0 * N, mc, N, norm);
         }
     }
 }

@@ -9,12 +9,14 @@ enum { V4R_PANEL = 32 }; /* output columns per packed weight panel */
 /* Packs W (out x in) into ceil(out / 32) panels of in x 32 floats, zero-padded columns. */
 void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack);
 /* y = act(x W^T + bias [+ res]) over the packed weights (v4r_linear_apply's contract). */
-void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
+void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y,
+                       const v4r_norm *norm);
 /* y = fc2(act(fc1(x))) + fc2's bias [+ res], a block of rows at a time, the block's fc1 output kept
  * in a per-thread buffer (cache-sized) instead of a rows x fc1->out array: the same numbers as the
- * two v4r_avx512_linear calls. */
+ * two v4r_avx512_linear calls. Both end, when norm is not NULL, in v4r_layernorm_rows of each block of
+ * rows of y once it is written. */
 void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const float *res,
-                    int act, float *y);
+                    int act, float *y, const v4r_norm *norm);
 /* The epilogue of a finished 32-column tile: buf (mr x 32) + bias [+ res], activated, into c (ldc),
  * columns [col, col + 32) of l (those past l->out left alone); act is never V4R_ACT_GELU_TANH. */
 void v4r_avx512_finish_tile(const v4r_linear *l, int act, const float *buf, float *c, size_t ldc, size_t mr,
@@ -44,5 +46,7 @@ void *v4r_thread_scratch(int slot, size_t bytes);
 
 /* Portable pieces shared by both implementations. */
 void v4r_activate_generic(float *x, size_t n, int act);
+/* v4r_layernorm of rows rows of n floats on the calling thread alone. */
+void v4r_layernorm_rows(float *x, size_t rows, size_t n, const v4r_norm *norm);
 
 #endif

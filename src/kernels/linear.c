@@ -120,30 +120,47 @@ static void linear_blas(const v4r_linear *l, const float *x, size_t rows, const 
     }
 }
 
-void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
-                      const float *res, int act, float *y)
+void v4r_linear_apply_norm(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
+                           const float *res, int act, float *y, const v4r_norm *norm)
 {
     if (rows == 0)
         return;
+    if (l->bf16 == V4R_BF16_NONE && l->kernel == V4R_KERNEL_AVX512) {
+        v4r_avx512_linear(l, x, rows, res, act, y, norm);
+        return;
+    }
     if (l->bf16 == V4R_BF16_AMX)
         v4r_amx_linear(l, x, rows, res, act, y);
     else if (l->bf16 == V4R_BF16_AVX512)
         v4r_bf16_linear(l, x, rows, res, act, y);
-    else if (l->kernel == V4R_KERNEL_AVX512)
-        v4r_avx512_linear(l, x, rows, res, act, y);
     else
         linear_blas(l, x, rows, seg, nseg, res, act, y);
+    if (norm)
+        v4r_layernorm(y, rows, l->out, norm->gamma, norm->beta, norm->eps);
+}
+
+void v4r_linear_apply(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
+                      const float *res, int act, float *y)
+{
+    v4r_linear_apply_norm(l, x, rows, seg, nseg, res, act, y, NULL);
+}
+
+void v4r_mlp_apply_norm(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows,
+                        const size_t *seg, size_t nseg, const float *res, int act, float *inter, float *y,
+                        const v4r_norm *norm)
+{
+    int fused = fc1->kernel == V4R_KERNEL_AVX512 && fc2->kernel == V4R_KERNEL_AVX512 &&
+                fc1->bf16 == V4R_BF16_NONE && fc2->bf16 == V4R_BF16_NONE;
+    if (rows && fused) {
+        v4r_avx512_mlp(fc1, fc2, x, rows, res, act, y, norm);
+        return;
+    }
+    v4r_linear_apply(fc1, x, rows, seg, nseg, NULL, act, inter);
+    v4r_linear_apply_norm(fc2, inter, rows, seg, nseg, res, V4R_ACT_NONE, y, norm);
 }
 
 void v4r_mlp_apply(const v4r_linear *fc1, const v4r_linear *fc2, const float *x, size_t rows, const size_t *seg,
                    size_t nseg, const float *res, int act, float *inter, float *y)
 {
-    int fused = fc1->kernel == V4R_KERNEL_AVX512 && fc2->kernel == V4R_KERNEL_AVX512 &&
-                fc1->bf16 == V4R_BF16_NONE && fc2->bf16 == V4R_BF16_NONE;
-    if (rows && fused) {
-        v4r_avx512_mlp(fc1, fc2, x, rows, res, act, y);
-        return;
-    }
-    v4r_linear_apply(fc1, x, rows, seg, nseg, NULL, act, inter);
-    v4r_linear_apply(fc2, inter, rows, seg, nseg, res, V4R_ACT_NONE, y);
+    v4r_mlp_apply_norm(fc1, fc2, x, rows, seg, nseg, res, act, inter, y, NULL);
 }

@@ -71,6 +71,12 @@ static void layernorm_row(float *x, size_t n, const float *gamma, const float *b
         x[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
 }
 
+void v4r_layernorm_rows(float *x, size_t rows, size_t n, const v4r_norm *norm)
+{
+    for (size_t r = 0; r < rows; r++)
+        layernorm_row(x + r * n, n, norm->gamma, norm->beta, norm->eps);
+}
+
 void v4r_layernorm(float *x, size_t rows, size_t n, const float *gamma, const float *beta, float eps)
 {
 #pragma omp parallel for schedule(static) if (rows * n > 32768)

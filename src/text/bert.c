@@ -234,13 +234,12 @@ static void attend(const v4r_bert *m, const size_t *lens, size_t n, const size_t
 static void layer_forward(const v4r_bert *m, const v4r_tlayer *L, const size_t *lens, size_t n,
                           const size_t *first, v4r_bert_ws *ws)
 {
-    size_t T = first[n], h = m->cfg.hidden;
+    size_t T = first[n];
     v4r_linear_apply(&L->qkv, ws->x, T, first, n, NULL, V4R_ACT_NONE, ws->qkv);
     attend(m, lens, n, first, ws);
-    v4r_linear_apply(&L->out, ws->ctx, T, first, n, ws->x, V4R_ACT_NONE, ws->tmp);
-    v4r_layernorm(ws->tmp, T, h, L->ln1_g, L->ln1_b, m->cfg.eps);
-    v4r_mlp_apply(&L->fc1, &L->fc2, ws->tmp, T, first, n, ws->tmp, m->cfg.act, ws->inter, ws->x);
-    v4r_layernorm(ws->x, T, h, L->ln2_g, L->ln2_b, m->cfg.eps);
+    v4r_norm ln1 = {L->ln1_g, L->ln1_b, m->cfg.eps}, ln2 = {L->ln2_g, L->ln2_b, m->cfg.eps};
+    v4r_linear_apply_norm(&L->out, ws->ctx, T, first, n, ws->x, V4R_ACT_NONE, ws->tmp, &ln1);
+    v4r_mlp_apply_norm(&L->fc1, &L->fc2, ws->tmp, T, first, n, ws->tmp, m->cfg.act, ws->inter, ws->x, &ln2);
 }
 
 void v4r_bert_forward(const v4r_bert *m, const int32_t *const *ids, const size_t *lens, size_t n, v4r_bert_ws *ws,
