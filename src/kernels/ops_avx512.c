@@ -117,22 +117,30 @@ V4R_AVX512 static void scores(const float *const *qr, const float *kt, size_t hd
 }
 
 /* exp(s - max) in place over each row's valid entries; inv[r] = 1 / the row's sum (lanes summed in
- * chunk order, then across). Rows are padded to a multiple of 16, so whole vectors are read. */
+ * chunk order, then across). Rows are padded to a multiple of 16, so whole vectors are read. The
+ * rows go side by side (the row loop innermost): QB independent chains instead of one row's long
+ * chain of maxima, exps and sums at a time. */
 V4R_AVX512 static void exp_rows(float *s, size_t lp, size_t valid, float *inv)
 {
+    __m512 mx[QB], acc[QB];
     for (int r = 0; r < QB; r++) {
-        float *row = s + (size_t)r * lp;
-        __m512 mx = _mm512_set1_ps(-INFINITY), acc = _mm512_setzero_ps();
-        for (size_t j = 0; j < valid; j += 16)
-            mx = _mm512_mask_max_ps(mx, v4r_lanes(valid - j), mx, _mm512_loadu_ps(row + j));
-        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-        for (size_t j = 0; j < valid; j += 16) {
-            __m512 e = _mm512_maskz_mov_ps(v4r_lanes(valid - j), v4r_exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), m)));
-            _mm512_storeu_ps(row + j, e);
-            acc = _mm512_add_ps(acc, e);
-        }
-        inv[r] = 1.0f / _mm512_reduce_add_ps(acc);
+        mx[r] = _mm512_set1_ps(-INFINITY);
+        acc[r] = _mm512_setzero_ps();
     }
+    for (size_t j = 0; j < valid; j += 16)
+        for (int r = 0; r < QB; r++)
+            mx[r] = _mm512_mask_max_ps(mx[r], v4r_lanes(valid - j), mx[r], _mm512_loadu_ps(s + (size_t)r * lp + j));
+    for (int r = 0; r < QB; r++)
+        mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+    for (size_t j = 0; j < valid; j += 16)
+        for (int r = 0; r < QB; r++) {
+            float *at = s + (size_t)r * lp + j;
+            __m512 e = _mm512_maskz_mov_ps(v4r_lanes(valid - j), v4r_exp16(_mm512_sub_ps(_mm512_loadu_ps(at), mx[r])));
+            _mm512_storeu_ps(at, e);
+            acc[r] = _mm512_add_ps(acc[r], e);
+        }
+    for (int r = 0; r < QB; r++)
+        inv[r] = 1.0f / _mm512_reduce_add_ps(acc[r]);
 }
 
 /* out_r[c..c+32) = inv_r * sum over the valid keys j in order of s_rj v_j[c..c+32). */
