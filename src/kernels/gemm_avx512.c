@@ -1,7 +1,7 @@
 /* The AVX-512 GEMM of the linear layers: y = act(x W^T + b [+ res]) over weights packed once. */
 
 /* Design: W is packed at load into panels of 32 output columns, k-major (two zmm per k). The
- * threads take blocks of rows (v4r_row_step) as they come free, so a core shared with other work
+ * threads take blocks of rows (v4r_row_blocks) as they come free, so a core shared with other work
  * holds up nobody; per block of MC rows and KC depth it
  * packs the rows k-major (MR at a time, by 16 x 16 transposes) and runs 14 x 32 register tiles
  * over every panel, the panel's KC x 32 slice staying in cache across the block's tiles. A tile
@@ -155,12 +155,15 @@ V4R_AVX512 static void row_block(const v4r_linear *l, int act, const float *x, c
     }
 }
 
-/* The blocks of rows the threads share out: step row tiles each (v4r_row_step), at most MC rows. */
-static size_t row_blocks(size_t rows, size_t *step_rows)
+/* The blocks of rows the threads share out (v4r_row_blocks of the row tiles, at most MC rows). */
+static size_t row_blocks(size_t rows) { return v4r_row_blocks((rows + MR - 1) / MR, MC / MR); }
+
+/* Block b of blocks: its first row and its row count. */
+static size_t block_rows(size_t b, size_t blocks, size_t rows, size_t *r0)
 {
-    size_t units = (rows + MR - 1) / MR, step = v4r_row_step(units, MC / MR);
-    *step_rows = step * MR;
-    return (units + step - 1) / step;
+    size_t units = (rows + MR - 1) / MR, r1 = (b + 1) * units / blocks * MR;
+    *r0 = b * units / blocks * MR;
+    return (r1 < rows ? r1 : rows) - *r0;
 }
 
 void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y,
@@ -168,7 +171,7 @@ void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const f
 {
     /* the tanh GELU has no vector form here: applied after the product */
     int inner = act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act;
-    size_t K = l->in, N = l->out, step, blocks = row_blocks(rows, &step);
+    size_t K = l->in, N = l->out, blocks = row_blocks(rows);
     int nt = omp_get_max_threads();
     if ((size_t)nt > blocks)
         nt = (int)blocks;
@@ -177,7 +180,7 @@ void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const f
         float *ap = v4r_thread_scratch(V4R_SCRATCH_ROWS, (size_t)MC * KC * sizeof *ap);
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < blocks; b++) {
-            size_t r0 = b * step, mc = (rows - r0 < step ? rows - r0 : step);
+            size_t r0, mc = block_rows(b, blocks, rows, &r0);
             row_block(l, inner, x + r0 * K, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
             if (norm && act != V4R_ACT_GELU_TANH)
                 v4r_layernorm_rows(y + r0 * N, mc, N, norm);
@@ -194,7 +197,7 @@ void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x
                     int act, float *y, const v4r_norm *norm)
 {
     int inner = act == V4R_ACT_GELU_TANH ? V4R_ACT_NONE : act;
-    size_t K = fc1->in, I = fc1->out, N = fc2->out, step, blocks = row_blocks(rows, &step);
+    size_t K = fc1->in, I = fc1->out, N = fc2->out, blocks = row_blocks(rows);
     int nt = omp_get_max_threads();
     if ((size_t)nt > blocks)
         nt = (int)blocks;
@@ -204,7 +207,7 @@ void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x
         float *mid = v4r_thread_scratch(V4R_SCRATCH_MID, (size_t)MC * I * sizeof *mid);
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < blocks; b++) {
-            size_t r0 = b * step, mc = (rows - r0 < step ? rows - r0 : step);
+            size_t r0, mc = block_rows(b, blocks, rows, &r0);
             row_block(fc1, inner, x + r0 * K, NULL, mid, mc, ap);
             if (act == V4R_ACT_GELU_TANH)
                 v4r_activate_generic(mid, mc * I, act);

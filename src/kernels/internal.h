@@ -37,6 +37,10 @@ void v4r_avx512_attention(const float *qkv, size_t ld, size_t len, size_t valid,
 /* The rows of a thread's block, in units of a GEMM's row tile: about four blocks a thread, at most
  * most units (the threads take blocks as they come free; a row's numbers never depend on it). */
 size_t v4r_row_step(size_t units, size_t most);
+/* The same as a count of blocks that split the units evenly (block b: units [b units / blocks,
+ * (b + 1) units / blocks), at most most each), a multiple of the thread count where there are units
+ * enough: the threads finish together instead of one waiting on the last, short block. */
+size_t v4r_row_blocks(size_t units, size_t most);
 
 /* A buffer of at least bytes for the calling thread, kept for its next call (grown, never shrunk;
  * v4r_huge_alloc'd): the GEMMs' packed rows and the MLP's middle block, without an allocation (and

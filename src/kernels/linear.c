@@ -30,6 +30,15 @@ size_t v4r_row_step(size_t units, size_t most)
     return step < 1 ? 1 : step > most ? most : step;
 }
 
+size_t v4r_row_blocks(size_t units, size_t most)
+{
+    size_t nt = (size_t)omp_get_max_threads(), blocks = (units + most - 1) / most;
+    if (blocks < 4 * nt)
+        blocks = 4 * nt;
+    blocks = (blocks + nt - 1) / nt * nt;
+    return blocks > units ? (units ? units : 1) : blocks;
+}
+
 /* The fields every linear layer has: sizes, kernel, a copy of the bias (zeros without one). */
 static void linear_head(v4r_linear *l, const float *bias, size_t out, size_t in, int kernel)
 {
