@@ -135,7 +135,7 @@ V4R_AVX512 static void exp_rows(float *s, size_t lp, size_t valid, float *inv)
     for (size_t j = 0; j < valid; j += 16)
         for (int r = 0; r < QB; r++) {
             float *at = s + (size_t)r * lp + j;
-            __m512 e = _mm512_maskz_mov_ps(v4r_lanes(valid - j), v4r_exp16(_mm512_sub_ps(_mm512_loadu_ps(at), mx[r])));
+            __m512 e = _mm512_maskz_mov_ps(v4r_lanes(valid - j), v4r_exp16_nonpos(_mm512_sub_ps(_mm512_loadu_ps(at), mx[r])));
             _mm512_storeu_ps(at, e);
             acc[r] = _mm512_add_ps(acc[r], e);
         }
