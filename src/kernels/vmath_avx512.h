@@ -33,8 +33,8 @@ V4R_AVX512_INLINE __m512 v4r_exp16(__m512 x)
 }
 
 /* e^x for x <= 0 (a softmax's s - max), 0 below -87.3 (no subnormals): x = n ln2 + r, a degree-5
- * fit of e^r (least squares toward the largest relative error, 1.9e-7 in float), 2^n through the
- * exponent. 11 operations a vector against v4r_exp16's 16. */
+ * fit of e^r (scripts/kernel_fits.py exp: least squares toward the largest relative error, 1.9e-7
+ * in float), 2^n through the exponent. 11 operations a vector against v4r_exp16's 16. */
 V4R_AVX512_INLINE __m512 v4r_exp16_nonpos(__m512 x)
 {
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
@@ -53,7 +53,7 @@ V4R_AVX512_INLINE __m512 v4r_exp16_nonpos(__m512 x)
 
 /* x/2 (1 + erf(x / sqrt 2)): erf(x / sqrt 2) = x P(x^2) / Q(x^2) with x clamped to +-4 sqrt 2 (where
  * erf is 1 to float precision), P and Q of degree 5 with positive coefficients (a rational
- * least-squares fit by scripts/gelu_fit.py: erf within 2.1e-8 in exact arithmetic, the float result
+ * least-squares fit by scripts/kernel_fits.py: erf within 2.1e-8 in exact arithmetic, the float result
  * within 1.7e-7 (1 + |x|) of GELU), 1/Q by the 14-bit reciprocal and one Newton step. 22
  * operations a vector, the longest chain 14 of them. At x <= -4 sqrt 2 the result is 0 (GELU is
  * above -5e-8 there), so no rounding of erf near -1 is ever scaled up by a large |x|. */
