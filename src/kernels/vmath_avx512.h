@@ -9,16 +9,22 @@
 #define V4R_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define V4R_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
+/* x = n ln2 + r, |r| <= ln2 / 2 (n an integer, ln2 in two parts): returns r, n in *n. */
+V4R_AVX512_INLINE __m512 v4r_exp_reduce16(__m512 x, __m512 *n)
+{
+    *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(*n, _mm512_set1_ps(0.693359375f), x);
+    return _mm512_fnmadd_ps(*n, _mm512_set1_ps(-2.12194440e-4f), r);
+}
+
 /* e^x: x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial for e^r, 2^n through the exponent
  * (scalef). Below -87.3 the result is 0 (no subnormals), above 88.7 inf. */
 V4R_AVX512_INLINE __m512 v4r_exp16(__m512 x)
 {
     const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
     __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 n, r = v4r_exp_reduce16(xc, &n);
     __m512 p = _mm512_set1_ps(1.9875691500e-4f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
@@ -37,10 +43,7 @@ V4R_AVX512_INLINE __m512 v4r_exp16(__m512 x)
  * in float), 2^n through the exponent. 11 operations a vector against v4r_exp16's 16. */
 V4R_AVX512_INLINE __m512 v4r_exp16_nonpos(__m512 x)
 {
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 n, r = v4r_exp_reduce16(x, &n);
     __m512 p = _mm512_set1_ps(8.297652006e-03f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.191538319e-02f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666757464e-01f));
