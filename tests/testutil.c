@@ -155,6 +155,7 @@ void tu_same_across_batches(v4r_encoder *e, const tu_tokens *t, size_t n)
     int saved = omp_get_max_threads();
     omp_set_num_threads(2);
     float *a = tu_encode(e, t, n, 32), *b1 = tu_encode(e, t, n, 1), *b7 = tu_encode(e, t, n, 7);
+    assert_int_equal(omp_get_max_threads(), 2); /* batches side by side leave the caller's setting */
     omp_set_num_threads(1);
     float *t1 = tu_encode(e, t, n, 32);
     omp_set_num_threads(saved);

@@ -38,7 +38,7 @@ static const char *encode_help =
     "  --covered-out FILE with --dataset: the ids of the items that got a vector (default:\n"
     "                     OUT with .covered.txt in place of .npy); use it with 'eval --covered'.\n"
     "                     Cache items that are not in the dataset are skipped (and counted)\n"
-    "  --batch-size N     sequences per forward batch (default 32)\n"
+    "  --batch-size N     sequences per forward batch (default 32; at most 1024 tokens)\n"
     "  --threads N        worker threads (default: all cores)\n"
     "  --precision P      fp32 (default) or bf16: the linear layers' weights and inputs rounded to\n"
     "                     bfloat16, products summed in float32 (AMX or AVX512_BF16); on a CPU\n"

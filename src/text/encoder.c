@@ -14,7 +14,9 @@ struct v4r_encoder {
     v4r_err tok_err; /* why there is no tokenizer */
     int pooling, normalize;
     size_t max_seq;
-    v4r_bert_ws ws;
+    v4r_bert_ws ws;   /* batches run one after another, the products threaded */
+    v4r_bert_ws *tws; /* one per thread when whole batches run side by side */
+    int n_tws;
 };
 
 /* ---- sentence-transformers files ---- */
@@ -193,6 +195,9 @@ void v4r_encoder_free(v4r_encoder *e)
     v4r_bert_free(&e->bert);
     v4r_tokenizer_free(e->tok);
     v4r_bert_ws_free(&e->ws);
+    for (int t = 0; t < e->n_tws; t++)
+        v4r_bert_ws_free(&e->tws[t]);
+    free(e->tws);
     free(e);
 }
 
@@ -256,8 +261,9 @@ static int cmp_by_len(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Sequences order[0..n) as one packed batch; vectors to out in input order. */
-static void run_batch(v4r_encoder *e, const int32_t *const *ids, const by_len *order, size_t n, float *out)
+/* Sequences order[0..n) as one packed batch on ws; vectors to out in input order. */
+static void run_batch(v4r_encoder *e, v4r_bert_ws *ws, const int32_t *const *ids, const by_len *order, size_t n,
+                      float *out)
 {
     const int32_t **bids = v4r_malloc(n * sizeof *bids);
     size_t *blens = v4r_malloc(n * sizeof *blens), *first = v4r_malloc(n * sizeof *first), h = e->bert.cfg.hidden;
@@ -266,13 +272,58 @@ static void run_batch(v4r_encoder *e, const int32_t *const *ids, const by_len *o
         blens[i] = order[i].len;
         first[i] = t;
     }
-    v4r_bert_forward(&e->bert, bids, blens, n, &e->ws, NULL);
+    v4r_bert_forward(&e->bert, bids, blens, n, ws, NULL);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
-        pool(e, e->ws.x + first[i] * h, blens[i], out + order[i].index * h);
+        pool(e, ws->x + first[i] * h, blens[i], out + order[i].index * h);
     free(bids);
     free(blens);
     free(first);
+}
+
+/* Tokens a batch holds at most (a longer sequence makes a batch of its own). */
+enum { BATCH_TOKENS = 1024 };
+
+/* Splits order[0..n) into batches of consecutive sequences, at most bs of them and BATCH_TOKENS
+ * tokens: batch b is order[start[b] .. start[b + 1]). Returns the count; *most: the largest
+ * batch's tokens. */
+static size_t plan_batches(const by_len *order, size_t n, size_t bs, size_t *start, size_t *most)
+{
+    size_t count = 0;
+    *most = 0;
+    for (size_t i = 0; i < n;) {
+        size_t tokens = order[i].len, j = i + 1;
+        while (j < n && j - i < bs && tokens + order[j].len <= BATCH_TOKENS)
+            tokens += order[j++].len;
+        start[count++] = i;
+        *most = tokens > *most ? tokens : *most;
+        i = j;
+    }
+    start[count] = n;
+    return count;
+}
+
+/* The batches side by side, a whole batch per thread on the thread's own workspace with the
+ * products inside on that thread alone: no barrier between the layers' steps, and a batch's
+ * activations stay near its core. */
+static void run_side_by_side(v4r_encoder *e, const int32_t *const *ids, const by_len *order, const size_t *start,
+                             size_t count, size_t most, int nt, float *out)
+{
+    if (nt > e->n_tws) {
+        e->tws = v4r_realloc(e->tws, (size_t)nt * sizeof *e->tws);
+        memset(e->tws + e->n_tws, 0, (size_t)(nt - e->n_tws) * sizeof *e->tws);
+        e->n_tws = nt;
+    }
+    for (int t = 0; t < nt; t++)
+        v4r_bert_ws_reserve(&e->bert, &e->tws[t], most, order[0].len);
+#pragma omp parallel num_threads(nt)
+    {
+        v4r_bert_ws *ws = &e->tws[omp_get_thread_num()];
+        omp_set_num_threads(1); /* this task's setting: the regions inside run on this thread */
+#pragma omp for schedule(dynamic, 1)
+        for (size_t b = 0; b < count; b++)
+            run_batch(e, ws, ids, order + start[b], start[b + 1] - start[b], out);
+    }
 }
 
 int v4r_encoder_encode_ids(v4r_encoder *e, const int32_t *const *ids, const size_t *lens, size_t n,
@@ -283,22 +334,24 @@ int v4r_encoder_encode_ids(v4r_encoder *e, const int32_t *const *ids, const size
         if (rc)
             return rc;
     }
-    size_t bs = batch_size ? batch_size : 32, most = 0;
-    by_len *order = v4r_malloc((n ? n : 1) * sizeof *order);
+    if (!n)
+        return V4R_OK;
+    by_len *order = v4r_malloc(n * sizeof *order);
+    size_t *start = v4r_malloc((n + 1) * sizeof *start), most;
     for (size_t i = 0; i < n; i++)
         order[i] = (by_len){lens[i], i};
     qsort(order, n, sizeof *order, cmp_by_len);
-    for (size_t b = 0; b < n; b += bs) { /* the largest batch sizes the activations once */
-        size_t t = 0;
-        for (size_t i = b; i < n && i < b + bs; i++)
-            t += order[i].len;
-        most = t > most ? t : most;
+    size_t count = plan_batches(order, n, batch_size ? batch_size : 32, start, &most);
+    int nt = omp_get_max_threads();
+    if (nt > 1 && count >= 4 * (size_t)nt) { /* enough batches that the last ones leave no thread idle long */
+        run_side_by_side(e, ids, order, start, count, most, nt, out);
+    } else {
+        v4r_bert_ws_reserve(&e->bert, &e->ws, most, order[0].len); /* the largest batch sizes it once */
+        for (size_t b = 0; b < count; b++)
+            run_batch(e, &e->ws, ids, order + start[b], start[b + 1] - start[b], out);
     }
-    if (n)
-        v4r_bert_ws_reserve(&e->bert, &e->ws, most, order[0].len);
-    for (size_t b = 0; b < n; b += bs)
-        run_batch(e, ids, order + b, n - b < bs ? n - b : bs, out);
     free(order);
+    free(start);
     return V4R_OK;
 }
 
