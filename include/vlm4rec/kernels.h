@@ -22,10 +22,15 @@ const char *v4r_kernel_name(int kernel);
 /* ---- precision of the matrix products ---- */
 
 /* fp32: float32 throughout. bf16: the linear layers' weights and inputs rounded to bfloat16 (nearest
- * even), products summed in float32; everything else stays float32. */
-enum { V4R_PREC_FP32 = 0, V4R_PREC_BF16 = 1 };
-/* How bf16 products run: not at all (fp32 instead), AVX512_BF16's vdpbf16ps, or AMX tiles. */
-enum { V4R_BF16_NONE = 0, V4R_BF16_AVX512 = 1, V4R_BF16_AMX = 2 };
+ * even), products summed in float32. fp16: rounded to IEEE half (nearest even; past 65504 they
+ * become infinite), products summed in fp16 over runs of 64 depths, the runs in float32.
+ * Everything else stays float32. */
+enum { V4R_PREC_FP32 = 0, V4R_PREC_BF16 = 1, V4R_PREC_FP16 = 2 };
+const char *v4r_precision_name(int precision); /* fp32, bf16, fp16 */
+int v4r_precision_by_name(const char *name);   /* V4R_PREC_*, or -1 */
+/* How the half-precision products run: not at all (fp32 instead), AVX512_BF16's vdpbf16ps, AMX
+ * tiles (bf16), or AVX512_FP16's vfmadd231ph (fp16). */
+enum { V4R_BF16_NONE = 0, V4R_BF16_AVX512 = 1, V4R_BF16_AMX = 2, V4R_FP16_AVX512 = 3 };
 
 /* Whether this CPU has AVX512_BF16 (cpuid leaf 7 subleaf 1, EAX bit 5) with the AVX-512 kernels. */
 int v4r_cpu_has_avx512_bf16(void);
@@ -36,7 +41,13 @@ int v4r_cpu_has_amx_bf16(void);
  * when usable, else none; amx or avx512 = that one only (none without it); none. Anything else is
  * V4R_EUSAGE. */
 int v4r_bf16_pick(int *engine, v4r_err *err);
-const char *v4r_bf16_name(int engine);
+/* Whether this CPU has AVX512_FP16 (cpuid leaf 7, EDX bit 23) with the AVX-512 kernels. */
+int v4r_cpu_has_avx512_fp16(void);
+/* The engine of precision (V4R_PREC_*) on this CPU: none for fp32, v4r_bf16_pick for bf16; for
+ * fp16, VLM4REC_FP16 unset, empty or auto = V4R_FP16_AVX512 when the CPU has it, else none; none.
+ * Anything else is V4R_EUSAGE. */
+int v4r_half_pick(int precision, int *engine, v4r_err *err);
+const char *v4r_bf16_name(int engine); /* any engine's name: none, avx512_bf16, amx, avx512_fp16 */
 
 /* ---- half precision ---- */
 
@@ -87,19 +98,20 @@ typedef struct {
     float *w;    /* blas: out x in row-major */
     float *pack; /* avx512: ceil(out / 32) panels of in x 32 floats, zero-padded */
     float *bias; /* out floats (zeros when the layer has none) */
-    int bf16;    /* V4R_BF16_*: the bf16 engine, or V4R_BF16_NONE for float32 */
+    int half;    /* V4R_BF16_* / V4R_FP16_AVX512: the half-precision engine, or V4R_BF16_NONE */
     /* bf16: ceil(out / 32) panels of kpairs x 32 pairs of bf16 (k even, k odd), zero-padded;
-     * kpairs = ceil(in / 2) rounded up to 16 */
+     * kpairs = ceil(in / 2) rounded up to 16. fp16: ceil(out / 64) panels of in x 64 halves. */
     uint16_t *pack16;
 } v4r_linear;
 
 /* w: out x in; bias may be NULL. */
 void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel);
-/* The same with the weights rounded to bf16 and packed for engine (V4R_BF16_AVX512 or
- * V4R_BF16_AMX, which needs kernel V4R_KERNEL_AVX512); V4R_BF16_NONE is v4r_linear_init. The
- * product of a bf16 layer rounds each input row to bf16 and sums in float32; a row's numbers depend
- * on the row alone, never on the other rows or the thread count. */
-void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel,
+/* The same with the weights rounded to bf16 or fp16 and packed for engine (V4R_BF16_AVX512,
+ * V4R_BF16_AMX, which needs kernel V4R_KERNEL_AVX512, or V4R_FP16_AVX512); V4R_BF16_NONE is
+ * v4r_linear_init, and so is an engine this CPU lacks. The product of a half layer rounds each input
+ * row the same way (V4R_PREC_* says how it sums); a row's numbers depend on the row alone, never on
+ * the other rows or the thread count. */
+void v4r_linear_init_half(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel,
                           int engine);
 void v4r_linear_free(v4r_linear *l);
 /* y (rows x out) = act(x (rows x in) W^T + bias [+ res]), res (rows x out) or NULL; the bias is
@@ -157,8 +169,8 @@ typedef struct v4r_safetensors v4r_safetensors;
  * v4r_st_load). On failure L keeps what it loaded: v4r_tlayer_free it. */
 int v4r_tlayer_load(const v4r_safetensors *st, const v4r_tlayer_names *names, size_t i, size_t hidden, size_t inter,
                     int kernel, v4r_tlayer *L, v4r_err *err);
-/* The same with the four linear layers in bf16 for engine (v4r_linear_init_bf16). */
-int v4r_tlayer_load_bf16(const v4r_safetensors *st, const v4r_tlayer_names *names, size_t i, size_t hidden,
+/* The same with the four linear layers in bf16 or fp16 for engine (v4r_linear_init_half). */
+int v4r_tlayer_load_half(const v4r_safetensors *st, const v4r_tlayer_names *names, size_t i, size_t hidden,
                          size_t inter, int kernel, int engine, v4r_tlayer *L, v4r_err *err);
 void v4r_tlayer_free(v4r_tlayer *L);
 

@@ -35,12 +35,13 @@ enum { V4R_POOL_MEAN = 0, V4R_POOL_CLS = 1, V4R_POOL_MAX = 2 };
  * 1_Pooling/config.json) for pooling, normalization and max_seq_length. A plain BERT directory
  * gets mean pooling, normalization and max_seq_length 512 (the position table's size). */
 int v4r_encoder_load(const char *model_dir, v4r_encoder **out, v4r_err *err);
-/* The same with the precision of the linear layers' products (V4R_PREC_FP32 or V4R_PREC_BF16 of
- * vlm4rec/kernels.h): bf16 rounds their weights (once, here) and inputs to bfloat16 and sums in
- * float32 when the CPU has AVX512_BF16 or AMX (v4r_bf16_pick), and falls back to fp32 without:
- * v4r_encoder_precision says which runs. */
+/* The same with the precision of the linear layers' products (V4R_PREC_* of vlm4rec/kernels.h):
+ * bf16 rounds their weights (once, here) and inputs to bfloat16 and sums in float32 when the CPU has
+ * AVX512_BF16 or AMX (v4r_bf16_pick); fp16 rounds them to IEEE half and sums in fp16 over runs of 64
+ * depths, the runs in float32, when it has AVX512_FP16. Without the instructions it falls back to
+ * fp32: v4r_encoder_precision says which runs. */
 int v4r_encoder_load_precision(const char *model_dir, int precision, v4r_encoder **out, v4r_err *err);
-int v4r_encoder_precision(const v4r_encoder *e); /* V4R_PREC_FP32 or V4R_PREC_BF16 */
+int v4r_encoder_precision(const v4r_encoder *e); /* V4R_PREC_FP32, V4R_PREC_BF16 or V4R_PREC_FP16 */
 void v4r_encoder_free(v4r_encoder *e);
 
 size_t v4r_encoder_dim(const v4r_encoder *e);

@@ -40,9 +40,11 @@ static const char *encode_help =
     "                     Cache items that are not in the dataset are skipped (and counted)\n"
     "  --batch-size N     sequences per forward batch (default 32; at most 1024 tokens)\n"
     "  --threads N        worker threads (default: all cores)\n"
-    "  --precision P      fp32 (default) or bf16: the linear layers' weights and inputs rounded to\n"
-    "                     bfloat16, products summed in float32 (AMX or AVX512_BF16); on a CPU\n"
-    "                     without either, a warning and fp32. Not with --tfidf\n"
+    "  --precision P      fp32 (default), bf16 or fp16: the linear layers' weights and inputs\n"
+    "                     rounded to bfloat16, products summed in float32 (AMX or AVX512_BF16),\n"
+    "                     or to IEEE half, summed in fp16 over runs of 64 and those in float32\n"
+    "                     (AVX512_FP16); on a CPU without the instructions, a warning and fp32.\n"
+    "                     Not with --tfidf\n"
     "  --offline          never touch the network to resolve --model\n"
     "  -q, --quiet        no progress or log lines\n"
     "  --tfidf            instead of --model: the built-in TF-IDF encoder, the OFFLINE FALLBACK (hashed\n"
@@ -306,7 +308,7 @@ static json_t *part_options(const encode_args *a)
     return json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s}", "source", a->titles ? "titles" : "texts", "text_template",
                      a->text_template, "empty", a->empty_reference ? "reference" : "zero", "cache_model",
                      a->cache_model, "cache_prompt_hash", a->cache_prompt_hash, "precision",
-                     a->precision == V4R_PREC_BF16 ? "bf16" : "fp32");
+                     v4r_precision_name(a->precision));
 }
 
 /* OUT.npy (the shard's rows), then its manifest OUT.part.json. */
@@ -621,9 +623,9 @@ static int parse_args(int argc, char **argv, encode_args *a)
             a->empty_reference = !strcmp(optarg, "reference");
             break;
         case 'P':
-            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
-                return v4r_cli_usage_error("encode", "--precision must be fp32 or bf16, not '%s'", optarg);
-            a->precision = !strcmp(optarg, "bf16") ? V4R_PREC_BF16 : V4R_PREC_FP32;
+            a->precision = v4r_precision_by_name(optarg);
+            if (a->precision < 0)
+                return v4r_cli_usage_error("encode", "--precision must be fp32, bf16 or fp16, not '%s'", optarg);
             break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(encode_help, stdout); return -1;
@@ -669,9 +671,11 @@ static int reuse_identity(const encode_args *a, const text_list *l, const char *
     char hex[65];
     if (!a->tfidf) {
         int rc = v4r_model_fingerprint(model_dir, hex, err);
-        /* bf16 gives other numbers: its rows never stand in for fp32's (fp32 keys stay as they were) */
-        snprintf(ident, n, "encode/1 model=%s empty=%s%s", hex, a->empty_reference ? "reference" : "zero",
-                 a->precision == V4R_PREC_BF16 ? " precision=bf16" : "");
+        /* bf16 and fp16 give other numbers: their rows never stand in for fp32's (fp32 keys stay as
+         * they were) */
+        snprintf(ident, n, "encode/1 model=%s empty=%s%s%s", hex, a->empty_reference ? "reference" : "zero",
+                 a->precision != V4R_PREC_FP32 ? " precision=" : "",
+                 a->precision != V4R_PREC_FP32 ? v4r_precision_name(a->precision) : "");
         return rc;
     }
     size_t total = 0, at = 0;
@@ -751,7 +755,8 @@ static int run_encode(const encode_args *a, v4r_err *err)
     if (!rc && !a->tfidf)
         rc = v4r_encoder_load_precision(model_dir, a->precision, &enc, err);
     if (!rc && enc && v4r_encoder_precision(enc) != a->precision)
-        v4r_warn("--precision bf16: this CPU has neither AVX512_BF16 nor AMX-BF16; falling back to fp32");
+        v4r_warn("--precision %s: this CPU has %s; falling back to fp32", v4r_precision_name(a->precision),
+                 a->precision == V4R_PREC_BF16 ? "neither AVX512_BF16 nor AMX-BF16" : "no AVX512_FP16");
     int64_t *row = v4r_malloc((l.n ? l.n : 1) * sizeof *row);
     if (!rc)
         rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);

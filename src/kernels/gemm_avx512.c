@@ -1,4 +1,6 @@
-/* The AVX-512 GEMM of the linear layers: y = act(x W^T + b [+ res]) over weights packed once. */
+/* The AVX-512 GEMM of the linear layers: y = act(x W^T + b [+ res]) over weights packed once; its
+ * driver (row blocks over the threads, the fused MLP, the LayerNorm per block) also runs the fp16
+ * GEMM's blocks (gemm_fp16.c). */
 
 /* Design: W is packed at load into panels of 32 output columns, k-major (two zmm per k). The
  * threads take blocks of rows (v4r_row_blocks) as they come free, so a core shared with other work
@@ -155,6 +157,26 @@ V4R_AVX512 static void row_block(const v4r_linear *l, int act, const float *x, c
     }
 }
 
+/* One block of rows of l by its engine: float32 (scratch: MC x KC floats) or fp16. */
+V4R_AVX512 static void any_row_block(const v4r_linear *l, int act, const float *x, const float *res, float *y,
+                                     size_t mc, void *scratch)
+{
+    if (l->half == V4R_FP16_AVX512)
+        v4r_fp16_row_block(l, act, x, res, y, mc, scratch);
+    else
+        row_block(l, act, x, res, y, mc, scratch);
+}
+
+/* Scratch bytes a thread needs for a block of rows of l. */
+static size_t row_scratch(const v4r_linear *l)
+{
+    size_t f32 = (size_t)MC * KC * sizeof(float);
+    if (l->half != V4R_FP16_AVX512)
+        return f32;
+    size_t f16 = v4r_fp16_scratch(l, MC);
+    return f16 > f32 ? f16 : f32;
+}
+
 /* The blocks of rows the threads share out (v4r_row_blocks of the row tiles, at most MC rows). */
 static size_t row_blocks(size_t rows) { return v4r_row_blocks((rows + MR - 1) / MR, MC / MR); }
 
@@ -177,11 +199,11 @@ void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const f
         nt = (int)blocks;
 #pragma omp parallel num_threads(nt)
     {
-        float *ap = v4r_thread_scratch(V4R_SCRATCH_ROWS, (size_t)MC * KC * sizeof *ap);
+        void *ap = v4r_thread_scratch(V4R_SCRATCH_ROWS, row_scratch(l));
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < blocks; b++) {
             size_t r0, mc = block_rows(b, blocks, rows, &r0);
-            row_block(l, inner, x + r0 * K, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
+            any_row_block(l, inner, x + r0 * K, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
             if (norm && act != V4R_ACT_GELU_TANH)
                 v4r_layernorm_rows(y + r0 * N, mc, N, norm);
         }
@@ -203,15 +225,16 @@ void v4r_avx512_mlp(const v4r_linear *fc1, const v4r_linear *fc2, const float *x
         nt = (int)blocks;
 #pragma omp parallel num_threads(nt)
     {
-        float *ap = v4r_thread_scratch(V4R_SCRATCH_ROWS, (size_t)MC * KC * sizeof *ap);
+        size_t s1 = row_scratch(fc1), s2 = row_scratch(fc2);
+        void *ap = v4r_thread_scratch(V4R_SCRATCH_ROWS, s1 > s2 ? s1 : s2);
         float *mid = v4r_thread_scratch(V4R_SCRATCH_MID, (size_t)MC * I * sizeof *mid);
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < blocks; b++) {
             size_t r0, mc = block_rows(b, blocks, rows, &r0);
-            row_block(fc1, inner, x + r0 * K, NULL, mid, mc, ap);
+            any_row_block(fc1, inner, x + r0 * K, NULL, mid, mc, ap);
             if (act == V4R_ACT_GELU_TANH)
                 v4r_activate_generic(mid, mc * I, act);
-            row_block(fc2, V4R_ACT_NONE, mid, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
+            any_row_block(fc2, V4R_ACT_NONE, mid, res ? res + r0 * N : NULL, y + r0 * N, mc, ap);
             if (norm)
                 v4r_layernorm_rows(y + r0 * N, mc, N, norm);
         }

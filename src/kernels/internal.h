@@ -4,11 +4,13 @@
 
 #include "vlm4rec/kernels.h"
 
-enum { V4R_PANEL = 32 }; /* output columns per packed weight panel */
+enum { V4R_PANEL = 32 };   /* output columns per packed weight panel */
+enum { V4R_PANEL16 = 64 }; /* the same for the fp16 GEMM */
 
 /* Packs W (out x in) into ceil(out / 32) panels of in x 32 floats, zero-padded columns. */
 void v4r_avx512_pack(const float *w, size_t out, size_t in, float *pack);
-/* y = act(x W^T + bias [+ res]) over the packed weights (v4r_linear_apply's contract). */
+/* y = act(x W^T + bias [+ res]) over the packed weights (v4r_linear_apply's contract), float32 or
+ * (l->half == V4R_FP16_AVX512) fp16. */
 void v4r_avx512_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y,
                        const v4r_norm *norm);
 /* y = fc2(act(fc1(x))) + fc2's bias [+ res], a block of rows at a time, the block's fc1 output kept
@@ -27,6 +29,13 @@ void v4r_bf16_pack(const float *w, size_t out, size_t in, uint16_t *pack);
 size_t v4r_bf16_kpairs(size_t in); /* depth pairs of a packed bf16 panel: ceil(in / 2) rounded up to 16 */
 /* a (rows_pad x pitch bf16) = rows [0, mc) of x (ld, in columns) rounded to bf16, zero-padded. */
 void v4r_bf16_rows(const float *x, size_t ld, size_t in, size_t mc, size_t rows_pad, size_t pitch, uint16_t *a);
+/* fp16: packs W (out x in) into l->pack16 (see v4r_linear); y (mc x l->out) = act(x (mc x l->in)
+ * W^T + bias [+ res]) for one block of rows, on the calling thread, with v4r_fp16_scratch(l, mc)
+ * bytes of scratch (act is never V4R_ACT_GELU_TANH). The float32 GEMM's driver runs it. */
+void v4r_fp16_pack(const float *w, size_t out, size_t in, uint16_t *pack);
+size_t v4r_fp16_scratch(const v4r_linear *l, size_t mc);
+void v4r_fp16_row_block(const v4r_linear *l, int act, const float *x, const float *res, float *y, size_t mc,
+                        void *scratch);
 void v4r_bf16_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
 void v4r_amx_linear(const v4r_linear *l, const float *x, size_t rows, const float *res, int act, float *y);
 void v4r_avx512_activate(float *x, size_t n, int act);

@@ -1,5 +1,5 @@
 /* Linear layers: weights prepared once (copied for cblas_sgemm, packed for the AVX-512 GEMM, or
- * rounded to bf16 and packed for vdpbf16ps / AMX);
+ * rounded to bf16 and packed for vdpbf16ps / AMX, or to fp16 for vfmadd231ph);
  * the BLAS path runs one cblas_sgemm over all rows and a fused bias/residual/activation pass. */
 #include "internal.h"
 
@@ -64,7 +64,7 @@ void v4r_linear_init(v4r_linear *l, const float *w, const float *bias, size_t ou
     }
 }
 
-void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel,
+void v4r_linear_init_half(v4r_linear *l, const float *w, const float *bias, size_t out, size_t in, int kernel,
                           int engine)
 {
     /* an engine this CPU (or OS) lacks degrades: AMX to vdpbf16ps, vdpbf16ps to float32; asking
@@ -73,12 +73,20 @@ void v4r_linear_init_bf16(v4r_linear *l, const float *w, const float *bias, size
         engine = V4R_BF16_AVX512;
     if (engine == V4R_BF16_AVX512 && !v4r_cpu_has_avx512_bf16())
         engine = V4R_BF16_NONE;
+    if (engine == V4R_FP16_AVX512 && !v4r_cpu_has_avx512_fp16())
+        engine = V4R_BF16_NONE;
     if (engine == V4R_BF16_NONE) {
         v4r_linear_init(l, w, bias, out, in, kernel);
         return;
     }
     linear_head(l, bias, out, in, kernel);
-    l->bf16 = engine;
+    l->half = engine;
+    if (engine == V4R_FP16_AVX512) {
+        size_t panels = (out + V4R_PANEL16 - 1) / V4R_PANEL16;
+        l->pack16 = v4r_huge_alloc(panels * in * V4R_PANEL16 * sizeof *l->pack16);
+        v4r_fp16_pack(w, out, in, l->pack16);
+        return;
+    }
     size_t panels = (out + V4R_PANEL - 1) / V4R_PANEL;
     l->pack16 = v4r_huge_alloc(panels * v4r_bf16_kpairs(in) * 2 * V4R_PANEL * sizeof *l->pack16);
     v4r_bf16_pack(w, out, in, l->pack16);
@@ -129,18 +137,24 @@ static void linear_blas(const v4r_linear *l, const float *x, size_t rows, const 
     }
 }
 
+/* Whether the float32 AVX-512 GEMM's driver runs l (float32 on that kernel, or fp16). */
+static int runs_fused(const v4r_linear *l)
+{
+    return l->half == V4R_FP16_AVX512 || (l->half == V4R_BF16_NONE && l->kernel == V4R_KERNEL_AVX512);
+}
+
 void v4r_linear_apply_norm(const v4r_linear *l, const float *x, size_t rows, const size_t *seg, size_t nseg,
                            const float *res, int act, float *y, const v4r_norm *norm)
 {
     if (rows == 0)
         return;
-    if (l->bf16 == V4R_BF16_NONE && l->kernel == V4R_KERNEL_AVX512) {
+    if (runs_fused(l)) {
         v4r_avx512_linear(l, x, rows, res, act, y, norm);
         return;
     }
-    if (l->bf16 == V4R_BF16_AMX)
+    if (l->half == V4R_BF16_AMX)
         v4r_amx_linear(l, x, rows, res, act, y);
-    else if (l->bf16 == V4R_BF16_AVX512)
+    else if (l->half == V4R_BF16_AVX512)
         v4r_bf16_linear(l, x, rows, res, act, y);
     else
         linear_blas(l, x, rows, seg, nseg, res, act, y);
@@ -158,8 +172,7 @@ void v4r_mlp_apply_norm(const v4r_linear *fc1, const v4r_linear *fc2, const floa
                         const size_t *seg, size_t nseg, const float *res, int act, float *inter, float *y,
                         const v4r_norm *norm)
 {
-    int fused = fc1->kernel == V4R_KERNEL_AVX512 && fc2->kernel == V4R_KERNEL_AVX512 &&
-                fc1->bf16 == V4R_BF16_NONE && fc2->bf16 == V4R_BF16_NONE;
+    int fused = runs_fused(fc1) && runs_fused(fc2);
     if (rows && fused) {
         v4r_avx512_mlp(fc1, fc2, x, rows, res, act, y, norm);
         return;

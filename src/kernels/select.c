@@ -1,5 +1,6 @@
 /* Kernel choice: the CPU's AVX-512 support and VLM4REC_KERNEL (auto, blas, avx512); the bf16
- * engine: AVX512_BF16 and AMX from cpuid, the OS's grant of the tile state, VLM4REC_BF16. */
+ * engine: AVX512_BF16 and AMX from cpuid, the OS's grant of the tile state, VLM4REC_BF16; the fp16
+ * engine: AVX512_FP16 from cpuid, VLM4REC_FP16 (auto, none). */
 #include "vlm4rec/kernels.h"
 
 #include <stdlib.h>
@@ -107,7 +108,52 @@ int v4r_bf16_pick(int *engine, v4r_err *err)
     return V4R_OK;
 }
 
+int v4r_cpu_has_avx512_fp16(void)
+{
+#ifdef V4R_X86
+    unsigned a, b, c, d;
+    if (!v4r_cpu_has_avx512() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (d >> 23) & 1u;
+#else
+    return 0;
+#endif
+}
+
+static const char *const PRECISION_NAMES[] = {"fp32", "bf16", "fp16"};
+
+const char *v4r_precision_name(int precision)
+{
+    return precision >= 0 && precision <= V4R_PREC_FP16 ? PRECISION_NAMES[precision] : "?";
+}
+
+int v4r_precision_by_name(const char *name)
+{
+    for (int p = 0; p <= V4R_PREC_FP16; p++)
+        if (!strcmp(name, PRECISION_NAMES[p]))
+            return p;
+    return -1;
+}
+
+int v4r_half_pick(int precision, int *engine, v4r_err *err)
+{
+    *engine = V4R_BF16_NONE;
+    if (precision == V4R_PREC_BF16)
+        return v4r_bf16_pick(engine, err);
+    if (precision != V4R_PREC_FP16)
+        return V4R_OK;
+    const char *k = getenv("VLM4REC_FP16");
+    if (k && *k && strcmp(k, "auto") && strcmp(k, "none"))
+        return v4r_fail(err, V4R_EUSAGE, "VLM4REC_FP16='%s' is not one of auto, none", k);
+    if ((!k || strcmp(k, "none")) && v4r_cpu_has_avx512_fp16())
+        *engine = V4R_FP16_AVX512;
+    return V4R_OK;
+}
+
 const char *v4r_bf16_name(int engine)
 {
-    return engine == V4R_BF16_AMX ? "amx" : engine == V4R_BF16_AVX512 ? "avx512_bf16" : "none";
+    return engine == V4R_BF16_AMX      ? "amx"
+           : engine == V4R_BF16_AVX512 ? "avx512_bf16"
+           : engine == V4R_FP16_AVX512 ? "avx512_fp16"
+                                       : "none";
 }

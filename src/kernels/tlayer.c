@@ -24,7 +24,7 @@ static int load_linear(const v4r_safetensors *st, const v4r_tlayer_names *nm, si
     if (!rc)
         rc = v4r_st_load_vec(st, tensor_name(name, nm->prefix, i, part, "bias"), out, &b, err);
     if (!rc)
-        v4r_linear_init_bf16(l, w, b, out, in, kernel, engine);
+        v4r_linear_init_half(l, w, b, out, in, kernel, engine);
     free(w);
     free(b);
     return rc;
@@ -50,7 +50,7 @@ static int load_qkv(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_
         free(pb);
     }
     if (!rc)
-        v4r_linear_init_bf16(l, w, b, 3 * h, h, kernel, engine);
+        v4r_linear_init_half(l, w, b, 3 * h, h, kernel, engine);
     free(w);
     free(b);
     return rc;
@@ -59,10 +59,10 @@ static int load_qkv(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_
 int v4r_tlayer_load(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_t i, size_t hidden, size_t inter,
                     int kernel, v4r_tlayer *L, v4r_err *err)
 {
-    return v4r_tlayer_load_bf16(st, nm, i, hidden, inter, kernel, V4R_BF16_NONE, L, err);
+    return v4r_tlayer_load_half(st, nm, i, hidden, inter, kernel, V4R_BF16_NONE, L, err);
 }
 
-int v4r_tlayer_load_bf16(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_t i, size_t hidden,
+int v4r_tlayer_load_half(const v4r_safetensors *st, const v4r_tlayer_names *nm, size_t i, size_t hidden,
                          size_t inter, int kernel, int engine, v4r_tlayer *L, v4r_err *err)
 {
     size_t h = hidden;

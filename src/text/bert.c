@@ -122,7 +122,7 @@ int v4r_bert_load(const char *dir, int kernel, int engine, v4r_bert *m, v4r_err 
 {
     memset(m, 0, sizeof *m);
     m->kernel = kernel;
-    m->bf16 = engine;
+    m->half = engine;
     char *cfg = v4r_path_join(dir, "config.json");
     int rc = v4r_bert_config_read(cfg, &m->cfg, err);
     free(cfg);
@@ -133,7 +133,7 @@ int v4r_bert_load(const char *dir, int kernel, int engine, v4r_bert *m, v4r_err 
     if (!rc)
         m->layer = v4r_calloc(m->cfg.layers, sizeof *m->layer);
     for (size_t i = 0; !rc && i < m->cfg.layers; i++)
-        rc = v4r_tlayer_load_bf16(m->st, &LAYER_NAMES, i, m->cfg.hidden, m->cfg.inter, m->kernel, m->bf16,
+        rc = v4r_tlayer_load_half(m->st, &LAYER_NAMES, i, m->cfg.hidden, m->cfg.inter, m->kernel, m->half,
                                   &m->layer[i], err);
     if (rc)
         v4r_bert_free(m);

@@ -15,7 +15,7 @@ typedef struct {
 typedef struct {
     v4r_bert_config cfg;
     int kernel;
-    int bf16;                  /* V4R_BF16_*: the linear layers' bf16 engine, or none (float32) */
+    int half;                  /* V4R_BF16_* / V4R_FP16_AVX512: the linear layers' engine, or none */
     v4r_safetensors *st;       /* kept mapped: word embeddings are converted on use */
     const v4r_st_tensor *word; /* vocab x hidden, any float dtype */
     float *pos, *type0;        /* max_pos x hidden; the token type 0 row */
@@ -26,7 +26,7 @@ typedef struct {
 /* Reads config.json (model_type bert, absolute positions); errors name the file and the key. */
 int v4r_bert_config_read(const char *path, v4r_bert_config *c, v4r_err *err);
 /* Loads config.json and the safetensors weights of dir, prepared for kernel, the encoder layers'
- * linear layers in bf16 for engine (V4R_BF16_NONE: float32). */
+ * linear layers in bf16 or fp16 for engine (V4R_BF16_NONE: float32). */
 int v4r_bert_load(const char *dir, int kernel, int engine, v4r_bert *m, v4r_err *err);
 void v4r_bert_free(v4r_bert *m);
 

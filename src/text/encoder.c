@@ -169,11 +169,11 @@ int v4r_encoder_load_precision(const char *model_dir, int precision, v4r_encoder
 {
     int kernel, engine = V4R_BF16_NONE;
     *out = NULL;
-    if (precision != V4R_PREC_FP32 && precision != V4R_PREC_BF16)
-        return v4r_fail(err, V4R_EUSAGE, "encoder precision %d is not fp32 or bf16", precision);
+    if (precision != V4R_PREC_FP32 && precision != V4R_PREC_BF16 && precision != V4R_PREC_FP16)
+        return v4r_fail(err, V4R_EUSAGE, "encoder precision %d is not fp32, bf16 or fp16", precision);
     int rc = v4r_kernel_pick(&kernel, err);
-    if (!rc && precision == V4R_PREC_BF16)
-        rc = v4r_bf16_pick(&engine, err);
+    if (!rc)
+        rc = v4r_half_pick(precision, &engine, err);
     if (rc)
         return rc;
     v4r_encoder *e = v4r_calloc(1, sizeof *e);
@@ -182,7 +182,7 @@ int v4r_encoder_load_precision(const char *model_dir, int precision, v4r_encoder
         v4r_encoder_free(e);
         return rc;
     }
-    v4r_debug("encoder %s: %zu layers, hidden %zu, %s kernel, bf16 %s, max_seq_length %zu", model_dir,
+    v4r_debug("encoder %s: %zu layers, hidden %zu, %s kernel, half precision %s, max_seq_length %zu", model_dir,
               e->bert.cfg.layers, e->bert.cfg.hidden, v4r_kernel_name(kernel), v4r_bf16_name(engine), e->max_seq);
     *out = e;
     return V4R_OK;
@@ -202,7 +202,10 @@ void v4r_encoder_free(v4r_encoder *e)
 }
 
 size_t v4r_encoder_dim(const v4r_encoder *e) { return e->bert.cfg.hidden; }
-int v4r_encoder_precision(const v4r_encoder *e) { return e->bert.bf16 ? V4R_PREC_BF16 : V4R_PREC_FP32; }
+int v4r_encoder_precision(const v4r_encoder *e)
+{
+    return e->bert.half == V4R_FP16_AVX512 ? V4R_PREC_FP16 : e->bert.half ? V4R_PREC_BF16 : V4R_PREC_FP32;
+}
 size_t v4r_encoder_max_seq_length(const v4r_encoder *e) { return e->max_seq; }
 int v4r_encoder_pooling(const v4r_encoder *e) { return e->pooling; }
 int v4r_encoder_normalizes(const v4r_encoder *e) { return e->normalize; }
