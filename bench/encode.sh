@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench, part encode: sentences per second of `vlm4rec encode` (fp32 and --precision bf16)
+# make bench, part encode: sentences per second of `vlm4rec encode` (fp32, --precision bf16 and fp16)
 # against ONNX Runtime and PyTorch (2 from PyPI, and Debian's python3-torch) on the same token ids,
 # at 1 and 2 threads, on a description-like corpus (~100 tokens a text) from the synthetic catalog,
 # with each one's distance to vlm4rec fp32.
@@ -60,6 +60,8 @@ for t in 1 2; do
   peaks="$peaks $(for i in 1 2 3; do "$out/peak_flops"; done)"
   timed bf16 "$bin" encode -q --model "$model" --input "$out/corpus.jsonl" -o "$out/bf16.npy" --threads "$t" \
     --precision bf16
+  timed fp16 "$bin" encode -q --model "$model" --input "$out/corpus.jsonl" -o "$out/fp16.npy" --threads "$t" \
+    --precision fp16
   timed ort "$vpy" "$here/encode_onnx.py" --model "$model" --tokens "$out/tokens.jsonl" --onnx "$onnx" --threads "$t" \
     --out "$out/ort.npy" > "$out/ort-$t.json"
   timed torch "$vpy" "$here/encode_torch.py" --model "$model" --tokens "$out/tokens.jsonl" --threads "$t" \
@@ -86,7 +88,7 @@ def wall(name):
     return float(s), int(kb) / 1024
 rate = {}
 rows = []
-engines = (("fp32", "vlm4rec fp32"), ("bf16", "vlm4rec bf16"), ("ort", "ONNX Runtime"), ("torch", "PyTorch (PyPI)"),
+engines = (("fp32", "vlm4rec fp32"), ("bf16", "vlm4rec bf16"), ("fp16", "vlm4rec fp16"), ("ort", "ONNX Runtime"), ("torch", "PyTorch (PyPI)"),
            ("torch113", "PyTorch (Debian)"))
 for name, label in engines:
     s, mib = wall(name)
@@ -105,15 +107,18 @@ for name, label, s, mib in rows:
           f"| {cos:.6f} |")
     if name in ("ort", "torch", "torch113") and diff > 1e-4:
         bad.append(f"{label} differs from vlm4rec fp32 by {diff:.1e} (> 1e-4)")
-    if name == "bf16" and cos < 0.9999:
-        bad.append(f"vlm4rec bf16's cosine with fp32 falls to {cos:.6f} (< 0.9999)")
+    if name in ("bf16", "fp16") and cos < 0.9999:
+        bad.append(f"vlm4rec {name}'s cosine with fp32 falls to {cos:.6f} (< 0.9999)")
 if bad:
     sys.exit("bench: " + "; ".join(bad))
 PY
 done
 head -1 "$out/corpus.jsonl" > "$out/one.jsonl"
-engine=$(VLM4REC_LOG=debug "$bin" encode --model "$model" --input "$out/one.jsonl" -o "$out/one.npy" --precision bf16 2>&1 |
-         grep -o 'bf16 [a-z0-9_]*' | head -1 || true)
+engine_of() { # engine_of PRECISION: the engine encode picks for it here
+  VLM4REC_LOG=debug "$bin" encode --model "$model" --input "$out/one.jsonl" -o "$out/one.npy" --precision "$1" 2>&1 |
+    grep -o 'half precision [a-z0-9_]*' | head -1 | cut -d' ' -f3 || true
+}
+engine=$(engine_of bf16); engine16=$(engine_of fp16)
 mean=$($py -c "import json,sys; l=[len(json.loads(x)['ids']) for x in open('$out/tokens.jsonl')]; print(f'{sum(l)/len(l):.0f}')")
 ort_v=$("$vpy" -c 'import onnxruntime; print(onnxruntime.__version__)')
 torch_v=$("$vpy" -c 'import torch; print(torch.__version__)')
@@ -122,7 +127,8 @@ torch_deb=$($py -c 'import torch; print(torch.__version__)')
   echo
   echo "$texts texts, mean $mean tokens, run one after another at each thread count (load average at the"
   echo "end of the run: $(cut -d' ' -f1-3 /proc/loadavg)). vlm4rec: the whole \`vlm4rec encode\` command (model"
-  echo "load, tokenizing, forward, writing the .npy); bf16: --precision bf16 (engine: $engine)."
+  echo "load, tokenizing, forward, writing the .npy); bf16: --precision bf16 (engine: $engine); fp16:"
+  echo "--precision fp16 (engine: $engine16)."
   echo "ONNX Runtime $ort_v: bench/encode_onnx.py, transformers' BertModel + mean pooling exported by"
   echo "torch.onnx.export, ORT_ENABLE_ALL, intra_op threads = threads; session creation and forward"
   echo "(export and tokenizing not counted). PyTorch (PyPI) $torch_v in the reference environment and"
@@ -132,7 +138,7 @@ torch_deb=$($py -c 'import torch; print(torch.__version__)')
   echo "GFLOP/s counts the linear layers and attention products; FMA peak: bench/peak_flops.c,"
   echo "independent AVX-512 FMA chains on the same number of threads, measured three times right before"
   echo "and three times right after vlm4rec fp32: the median of the six (one thread: $around1 GFLOP/s,"
-  echo "median $peak1); every share of the row is of it."
+  echo "median $peak1); every share of the row is of it, fp16's too (vfmadd231ph's own peak is twice it)."
   echo "The GEMM's own 14 x 32 register tile (\`peak_flops tile\`: 2 vector loads, 14 broadcast loads,"
   echo "28 FMAs a depth step) on operands that stay in L1: $tile1 GFLOP/s on one thread."
 } >> "$report"
