@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make bench: full-catalog evaluation at the method's data shape, vlm4rec against numpy in one run.
 # Usage: bench/run.sh PATH/TO/vlm4rec   (BENCH_DIR=build/bench, BENCH_DATASET=DIR to reuse a dataset,
-# BENCH_PARTS="eval encode ground vision train serve ivf live bf16" to run only some parts; ivf,
-# live and bf16 are not in the default set: BENCH_PARTS=ivf runs it, BENCH_IVF_ITEMS sets its
-# catalog size; BENCH_PARTS=live runs bench/live.sh; BENCH_PARTS=bf16 runs bench/bf16_study.sh,
-# the demo study in fp32 and bf16, with the model cache's all-MiniLM-L6-v2)
+# BENCH_PARTS="eval encode ground vision train serve ivf live bf16 fp16" to run only some parts;
+# ivf, live, bf16 and fp16 are not in the default set: BENCH_PARTS=ivf runs it, BENCH_IVF_ITEMS sets
+# its catalog size; BENCH_PARTS=live runs bench/live.sh; BENCH_PARTS=bf16 (fp16) runs
+# bench/half_study.sh, the demo study in fp32 and bf16 (fp16), with the model cache's
+# all-MiniLM-L6-v2)
 set -euo pipefail
 bin=$(readlink -f "${1:?usage: bench/run.sh PATH/TO/vlm4rec}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,18 +22,18 @@ only() { # only PART...: every part asked for is one of these
 }
 
 blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || true)
-only bf16 || case "$blas" in
+only bf16 fp16 || case "$blas" in
   *openblas*) ;;
   *) echo "bench: numpy would use $blas, not OpenBLAS; run: update-alternatives --set libblas.so.3-x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3" >&2; exit 1 ;;
 esac
 
 ds=${BENCH_DATASET:-$out/synth}
-if only ivf bf16; then :  # the ivf and bf16 parts make their own catalogs
+if only ivf bf16 fp16; then :  # the ivf and precision parts make their own catalogs
 elif [ ! -f "$ds/test.tsv" ]; then
   echo "bench: generating the synthetic catalog at the method's shape into $ds" >&2
   "$bin" dataset synth -o "$ds"
 fi
-only ivf bf16 || n_inter=$(( $(wc -l < "$ds/train.tsv") + $(wc -l < "$ds/valid.tsv") + $(wc -l < "$ds/test.tsv") - 3 ))
+only ivf bf16 fp16 || n_inter=$(( $(wc -l < "$ds/train.tsv") + $(wc -l < "$ds/valid.tsv") + $(wc -l < "$ds/test.tsv") - 3 ))
 
 timed() { # timed LOG cmd...: runs, leaves "wall_s maxrss_kb" in LOG
   /usr/bin/time -f "%e %M" -o "$1" "${@:2}"
@@ -110,5 +111,6 @@ want train && "$here/train.sh" "$bin" "$ds" "$out"
 want serve && "$here/serve.sh" "$bin" "$ds" "$out"
 want ivf && "$here/ivf.sh" "$bin" "$out" "${BENCH_IVF_ITEMS:-1000000}"
 want live && "$here/live.sh" "$bin" "$ds" "$out"
-want bf16 && "$here/bf16_study.sh" "$bin" "$out"
+want bf16 && BENCH_PRECISION=bf16 "$here/half_study.sh" "$bin" "$out"
+want fp16 && BENCH_PRECISION=fp16 "$here/half_study.sh" "$bin" "$out"
 exit 0

@@ -513,6 +513,57 @@ static void test_bf16_weights(void **state)
     free(dir);
 }
 
+/* fp16 whose values overflow (the query weights of layer 0 scaled by 1e5): the encode fails, naming
+ * the sequence and what to do, instead of writing NaN vectors. */
+static void test_fp16_overflow(void **state)
+{
+    (void)state;
+    if (!v4r_cpu_has_avx512_fp16())
+        skip();
+    char *dir = copy_model("bert-tiny", 0), *path = v4r_path_join(dir, "model.safetensors");
+    tensor *t;
+    size_t nt = st_read(path, &t), scaled = 0;
+    for (size_t i = 0; i < nt; i++) {
+        if (!strstr(t[i].name, "layer.0.attention.self.query.weight"))
+            continue;
+        for (size_t j = 0; j < t[i].n / 4; j++) {
+            float f;
+            memcpy(&f, t[i].data + 4 * j, 4);
+            f *= 1e5f;
+            memcpy(t[i].data + 4 * j, &f, 4);
+        }
+        scaled++;
+    }
+    assert_int_equal(scaled, 1);
+    st_write(path, t, nt);
+    v4r_encoder *e;
+    v4r_err err = {0};
+    assert_int_equal(v4r_encoder_load_precision(dir, V4R_PREC_FP16, &e, &err), V4R_OK);
+    int32_t ids[3] = {101, 2000, 102};
+    const int32_t *seq[1] = {ids};
+    size_t lens[1] = {3};
+    float out[32];
+    assert_int_equal(v4r_encoder_encode_ids(e, seq, lens, 1, 0, out, &err), V4R_EINPUT);
+    assert_non_null(strstr(err.msg, "sequence 0: its vector is not finite in fp16"));
+    v4r_encoder_free(e);
+    /* The command names the input line (the blank line 1 has no sequence) and writes nothing. */
+    char *work = tu_tmpdir(), *printed = NULL;
+    tu_write(work, "t.jsonl", "{\"item\": \"a\", \"text\": \"\"}\n{\"item\": \"b\", \"text\": \"a red dress\"}\n");
+    int rc = tu_run(&printed, "encode --model '%s' --input '%s/t.jsonl' -o '%s/v.npy' --precision fp16", dir, work, work);
+    assert_int_equal(rc, V4R_EINPUT);
+    assert_non_null(strstr(printed, "t.jsonl:2: its vector is not finite in fp16"));
+    char *npy = v4r_path_join(work, "v.npy");
+    assert_int_equal(access(npy, F_OK), -1);
+    free(npy);
+    free(printed);
+    tu_rmtree(work);
+    free(work);
+    st_free(t, nt);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 /* ---- inputs ---- */
 
 static void test_bad_ids(void **state)
@@ -660,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_prefixed_names_and_plain_dir),
         cmocka_unit_test(test_pooling_modes),
         cmocka_unit_test(test_bf16_weights),
+        cmocka_unit_test(test_fp16_overflow),
         cmocka_unit_test(test_bad_ids),
         cmocka_unit_test(test_encode_texts),
         cmocka_unit_test(test_bench),

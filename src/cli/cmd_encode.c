@@ -237,6 +237,16 @@ static int assign_rows(const text_list *l, const v4r_dataset *ds, const char *pa
 }
 
 /* Tokenizes every non-blank text (in parallel); fails on the first invalid one in input order. */
+/* Prefixes err with where text i of the list came from: its line, else its item. */
+static int prefix_text(v4r_err *err, const text_list *l, const char *path, size_t i)
+{
+    if (l->line[i])
+        return v4r_err_prefix(err, "%s:%ld: ", path, l->line[i]);
+    if (l->by_item)
+        return v4r_err_prefix(err, "%s: item '%s': ", path, l->item[i]);
+    return v4r_err_prefix(err, "item %zu: ", i);
+}
+
 static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *path, int keep_blank, int32_t **ids,
                         size_t *lens, v4r_err *err)
 {
@@ -261,11 +271,7 @@ static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *
     if (bad == l->n)
         return V4R_OK;
     *err = first;
-    if (l->line[bad])
-        return v4r_err_prefix(err, "%s:%ld: ", path, l->line[bad]);
-    if (l->by_item)
-        return v4r_err_prefix(err, "%s: item '%s': ", path, l->item[bad]);
-    return v4r_err_prefix(err, "item %zu: ", bad);
+    return prefix_text(err, l, path, bad);
 }
 
 static int write_covered(const char *path, const v4r_dataset *ds, const uint8_t *has, v4r_err *err)
@@ -282,9 +288,20 @@ static int write_covered(const char *path, const v4r_dataset *ds, const uint8_t 
     return v4r_out_commit(&out, err);
 }
 
+/* An encoder error names a sequence of the chunk ("sequence K: ..."): name the input text instead. */
+static int locate_sequence(v4r_err *err, const text_list *l, const char *path, const size_t *seq_of, size_t c0)
+{
+    size_t k;
+    int used = 0;
+    if (sscanf(err->msg, "sequence %zu: %n", &k, &used) != 1 || used == 0)
+        return err->code;
+    memmove(err->msg, err->msg + used, strlen(err->msg + used) + 1);
+    return prefix_text(err, l, path, seq_of[c0 + k]);
+}
+
 /* Encodes in chunks so a terminal sees progress; the vectors do not depend on the chunking. */
 static int encode_chunks(v4r_encoder *enc, const int32_t **seq, const size_t *len, size_t n, size_t batch, float *out,
-                         v4r_err *err)
+                         const text_list *l, const char *path, const size_t *seq_of, v4r_err *err)
 {
     enum { CHUNK = 2048 };
     size_t dim = v4r_encoder_dim(enc);
@@ -294,6 +311,8 @@ static int encode_chunks(v4r_encoder *enc, const int32_t **seq, const size_t *le
     for (size_t c0 = 0; c0 < n && !rc; c0 += CHUNK) {
         size_t m = n - c0 < CHUNK ? n - c0 : CHUNK;
         rc = v4r_encoder_encode_ids(enc, seq + c0, len + c0, m, batch, out + c0 * dim, err);
+        if (rc)
+            rc = locate_sequence(err, l, path, seq_of, c0);
         v4r_progress_add(&prog, m);
     }
     v4r_progress_end(&prog);
@@ -455,7 +474,8 @@ static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *
     size_t dim = v4r_encoder_dim(enc);
     int32_t **ids = v4r_calloc(l->n, sizeof *ids);
     size_t *lens = v4r_calloc(l->n, sizeof *lens), n_seq = 0;
-    int rc = tokenize_all(enc, l, a->input ? a->input : "titles", a->empty_reference, ids, lens, err);
+    const char *path = a->input ? a->input : "titles";
+    int rc = tokenize_all(enc, l, path, a->empty_reference, ids, lens, err);
     const int32_t **seq = v4r_malloc(l->n * sizeof *seq);
     size_t *seq_len = v4r_malloc(l->n * sizeof *seq_len), *seq_of = v4r_malloc(l->n * sizeof *seq_of);
     for (size_t i = 0; i < l->n && !rc; i++)
@@ -467,7 +487,7 @@ static int encode_rows(v4r_encoder *enc, const encode_args *a, const text_list *
     float *vec = v4r_calloc(n_rows * dim, sizeof *vec), *tmp = v4r_malloc((n_seq ? n_seq : 1) * dim * sizeof *tmp);
     uint8_t *has = v4r_calloc(n_rows, 1);
     if (!rc && n_seq)
-        rc = encode_chunks(enc, seq, seq_len, n_seq, a->batch, tmp, err);
+        rc = encode_chunks(enc, seq, seq_len, n_seq, a->batch, tmp, l, path, seq_of, err);
     for (size_t s = 0; s < n_seq && !rc; s++) {
         memcpy(vec + (size_t)row[seq_of[s]] * dim, tmp + s * dim, dim * sizeof *vec);
         has[row[seq_of[s]]] = 1;

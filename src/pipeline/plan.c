@@ -423,7 +423,7 @@ static int plan_text(pl_plan *p, const v4r_conf_section *s, v4r_err *err)
     if (!rc && dir) {
         pl_argf(st, "--model=%s", dir);
         pl_argf(st, "--batch-size=%s", pl_str(enc, "batch_size", "32"));
-        if (pl_str(enc, "precision", NULL)) /* fp32 or bf16, checked by encode */
+        if (pl_str(enc, "precision", NULL)) /* fp32, bf16 or fp16, checked by encode */
             pl_argf(st, "--precision=%s", pl_str(enc, "precision", NULL));
     } else if (!rc) {
         pl_arg(st, "--tfidf");

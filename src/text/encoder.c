@@ -329,6 +329,21 @@ static void run_side_by_side(v4r_encoder *e, const int32_t *const *ids, const by
     }
 }
 
+/* fp16 holds magnitudes up to 65504: past it a product turns infinite and the vector NaN. The
+ * first such vector by index is the error. */
+static int check_finite(const v4r_encoder *e, const float *out, size_t n, v4r_err *err)
+{
+    size_t h = e->bert.cfg.hidden;
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; c < h; c++)
+            if (!isfinite(out[i * h + c]))
+                return v4r_fail(err, V4R_EINPUT,
+                                "sequence %zu: its vector is not finite in fp16 (a value in the model went past "
+                                "+-65504); encode with --precision fp32 or bf16",
+                                i);
+    return V4R_OK;
+}
+
 int v4r_encoder_encode_ids(v4r_encoder *e, const int32_t *const *ids, const size_t *lens, size_t n,
                            size_t batch_size, float *out, v4r_err *err)
 {
@@ -355,7 +370,7 @@ int v4r_encoder_encode_ids(v4r_encoder *e, const int32_t *const *ids, const size
     }
     free(order);
     free(start);
-    return V4R_OK;
+    return e->bert.half == V4R_FP16_AVX512 ? check_finite(e, out, n, err) : V4R_OK;
 }
 
 /* Tokenizes every text (in parallel); the first failing text by index is the error. */
