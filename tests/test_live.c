@@ -13,6 +13,7 @@
 #include "serve_client.c"                          /* tests/CMakeLists.txt builds each test_*.c alone */
 #include "vlm4rec/index.h"
 #include "vlm4rec/io.h"
+#include "vlm4rec/kernels.h"
 
 static char *tmp, *data_dir, *vec_path, *idx_path;
 static size_t dim;
@@ -657,6 +658,63 @@ static void test_compact_after_delete_and_events(void **state)
     free(ids), free(hist), free(vecs), free(va), free(row), free(log), free(ix);
 }
 
+/* The precision encode used, recorded by `index build --precision`: `index info` says it, and the
+ * service encodes a text in it, so an item added with I000007's title gets I000007's fp16 row bit
+ * for bit (the fp32 row differs). Flags without --encoder or with a bad value are usage errors. */
+static void test_precision_recorded(void **state)
+{
+    (void)state;
+    char *out = NULL, *ix = v4r_path_join(tmp, "fp16.idx"), *npy = v4r_path_join(tmp, "fp16.npy");
+    assert_int_equal(tu_run(&out, "index build --dataset '%s' --vectors '%s' -o '%s' --precision fp16", data_dir,
+                            vec_path, ix), 2);
+    assert_non_null(strstr(out, "--precision needs --encoder"));
+    free(out);
+    assert_int_equal(tu_run(&out, "index build --dataset '%s' --vectors '%s' -o '%s' --encoder '%s/fixtures/models/bert-tiny' "
+                                  "--precision fp12", data_dir, vec_path, ix, tu_shared()), 2);
+    assert_non_null(strstr(out, "--precision must be fp32, bf16 or fp16, not 'fp12'"));
+    free(out);
+    if (!v4r_cpu_has_avx512_fp16()) {
+        free(ix), free(npy);
+        skip();
+    }
+    assert_int_equal(tu_run(&out, "encode --model '%s/fixtures/models/bert-tiny' --dataset '%s' --titles -o '%s' "
+                                  "--precision fp16 -q", tu_shared(), data_dir, npy), 0);
+    free(out);
+    assert_int_equal(tu_run(&out, "index build --dataset '%s' --vectors '%s' -o '%s' --encoder '%s/fixtures/models/bert-tiny' "
+                                  "--precision fp16 -q", data_dir, npy, ix, tu_shared()), 0);
+    free(out);
+    assert_int_equal(tu_run(&out, "index info '%s'", ix), 0);
+    assert_non_null(strstr(out, "(mean pooling, normalized, fp16, sha256"));
+    free(out);
+    server sv;
+    char *args = v4r_sprintf("--index %s --threads 1 -q", ix);
+    server_start(&sv, tmp, NULL, args);
+    char *items_tsv = tu_read(data_dir, "items.tsv"), *title = strstr(items_tsv, "\nI000007\t") + 9;
+    title[strcspn(title, "\t\n")] = 0;
+    char *body = v4r_sprintf("{\"item\": \"H1\", \"description\": \"%s\"}", title);
+    reply r = {0};
+    assert_int_equal(post(sv.port, "/v1/items", body, &r), 201);
+    assert_int_equal(server_stop(&sv, SIGTERM), 0);
+    v4r_index *base;
+    v4r_live *lv;
+    v4r_err err = {0};
+    char *log = v4r_live_log_path(ix);
+    assert_int_equal(v4r_index_open(ix, 0, &base, &err), 0);
+    assert_int_equal(v4r_live_open(base, log, &lv, NULL, &err), 0);
+    float *added = v4r_malloc(dim * sizeof *added), *row = v4r_malloc(dim * sizeof *row);
+    v4r_live_item_vector(lv, v4r_live_find_item(lv, "H1", 2), added);
+    v4r_live_item_vector(lv, v4r_live_find_item(lv, "I000007", 7), row);
+    assert_memory_equal(added, row, dim * sizeof *row);
+    v4r_live_close(lv);
+    assert_int_equal(v4r_index_open(idx_path, 0, &base, &err), 0); /* the fp32 index */
+    v4r_index_item_vector(base, v4r_index_find_item(base, "I000007", 7), row);
+    assert_memory_not_equal(added, row, dim * sizeof *row);
+    v4r_index_close(base);
+    server_free(&sv);
+    reply_free(&r);
+    free(added), free(row), free(log), free(body), free(items_tsv), free(args), free(ix), free(npy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_torn_and_damaged_log),
         cmocka_unit_test(test_compact_equals_fresh_build),
         cmocka_unit_test(test_compact_after_delete_and_events),
+        cmocka_unit_test(test_precision_recorded),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

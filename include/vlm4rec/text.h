@@ -42,6 +42,9 @@ int v4r_encoder_load(const char *model_dir, v4r_encoder **out, v4r_err *err);
  * fp32: v4r_encoder_precision says which runs. */
 int v4r_encoder_load_precision(const char *model_dir, int precision, v4r_encoder **out, v4r_err *err);
 int v4r_encoder_precision(const v4r_encoder *e); /* V4R_PREC_FP32, V4R_PREC_BF16 or V4R_PREC_FP16 */
+/* Warns "WHO PREC: this CPU has no ...; falling back to fp32" when e runs fp32 for an asked
+ * half precision; nothing otherwise. */
+void v4r_encoder_warn_fallback(const v4r_encoder *e, int asked, const char *who);
 void v4r_encoder_free(v4r_encoder *e);
 
 size_t v4r_encoder_dim(const v4r_encoder *e);

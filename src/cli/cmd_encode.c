@@ -774,9 +774,8 @@ static int run_encode(const encode_args *a, v4r_err *err)
         rc = v4r_cli_resolve_model(a->model, a->offline, &model_dir, err);
     if (!rc && !a->tfidf)
         rc = v4r_encoder_load_precision(model_dir, a->precision, &enc, err);
-    if (!rc && enc && v4r_encoder_precision(enc) != a->precision)
-        v4r_warn("--precision %s: this CPU has %s; falling back to fp32", v4r_precision_name(a->precision),
-                 a->precision == V4R_PREC_BF16 ? "neither AVX512_BF16 nor AMX-BF16" : "no AVX512_FP16");
+    if (!rc && enc)
+        v4r_encoder_warn_fallback(enc, a->precision, "--precision");
     int64_t *row = v4r_malloc((l.n ? l.n : 1) * sizeof *row);
     if (!rc)
         rc = assign_rows(&l, have_ds ? &ds : NULL, a->input ? a->input : "titles", row, err);

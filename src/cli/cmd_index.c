@@ -8,6 +8,7 @@
 
 #include "vlm4rec/cli.h"
 #include "vlm4rec/index.h"
+#include "vlm4rec/kernels.h"
 #include "vlm4rec/rec.h"
 #include "vlm4rec/text.h"
 
@@ -43,6 +44,8 @@ static const char *build_help =
     "                         encode --model): recorded in the meta (id, path, sha256, pooling), so\n"
     "                         the service can encode the text of items added live\n"
     "  --text-template T      the --text-template encode used (recorded with the encoder)\n"
+    "  --precision P          the --precision encode used: fp32 (default), bf16 or fp16 (recorded with\n"
+    "                         the encoder; the service encodes live items in it)\n"
     "  --offline              resolve --encoder from the model cache only\n"
     "  -q, --quiet            no progress lines\n";
 
@@ -101,7 +104,7 @@ static int parse_target(const char *cmd, const char *val, double *out)
 
 typedef struct {
     const char *dataset, *vectors, *output, *encoder, *text_template;
-    int offline;
+    int offline, precision; /* precision: V4R_PREC_* the vectors were encoded in, -1 when not given */
     v4r_index_build_opts o;
 } build_args;
 
@@ -119,9 +122,11 @@ static int parse_build(int argc, char **argv, build_args *a)
         {"nprobe", required_argument, 0, 'N'},      {"ivf-recall", required_argument, 0, 'R'},
         {"train-per-list", required_argument, 0, 'T'}, {"iterations", required_argument, 0, 'i'},
         {"encoder", required_argument, 0, 'e'},     {"text-template", required_argument, 0, 'X'},
-        {"offline", no_argument, 0, 'F'},           {0, 0, 0, 0}};
+        {"offline", no_argument, 0, 'F'},           {"precision", required_argument, 0, 'P'},
+        {0, 0, 0, 0}};
     const char *cmd = "index build";
     v4r_index_build_defaults(&a->o);
+    a->precision = -1;
     int c, rc = 0, t;
     v4r_opt_reset();
     while (!rc && (c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
@@ -152,6 +157,10 @@ static int parse_build(int argc, char **argv, build_args *a)
         case 'e': a->encoder = optarg; break;
         case 'X': a->text_template = optarg; break;
         case 'F': a->offline = 1; break;
+        case 'P':
+            if ((a->precision = v4r_precision_by_name(optarg)) < 0)
+                rc = v4r_cli_usage_error(cmd, "--precision must be fp32, bf16 or fp16, not '%s'", optarg);
+            break;
         case 'q': v4r_log_set_level(V4R_LOG_WARN); break;
         case 'h': fputs(build_help, stdout); return -1;
         default: return v4r_cli_usage_error(cmd, "bad option");
@@ -163,6 +172,8 @@ static int parse_build(int argc, char **argv, build_args *a)
         rc = v4r_cli_usage_error(cmd, "--dataset, --vectors and -o are required");
     if (!rc && a->text_template && !a->encoder)
         rc = v4r_cli_usage_error(cmd, "--text-template needs --encoder");
+    if (!rc && a->precision >= 0 && !a->encoder)
+        rc = v4r_cli_usage_error(cmd, "--precision needs --encoder");
     int uses_title;
     if (!rc && a->text_template)
         rc = v4r_cli_check_text_template(cmd, a->text_template, &uses_title);
@@ -221,12 +232,13 @@ static int encoder_identity(const build_args *a, size_t dim, char **out, v4r_err
         if (v4r_file_exists(st) && v4r_sha256_file(st, weights, &ignored))
             weights[0] = 0;
         free(st);
-        json_t *e = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:b,s:I,s:I,s:s?}", "model", a->encoder, "path",
+        json_t *e = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:b,s:I,s:I,s:s?,s:s}", "model", a->encoder, "path",
                               realpath(dir, abs) ? abs : dir, "sha256", fingerprint, "weights_sha256",
                               weights[0] ? weights : NULL, "pooling", pooling_name(v4r_encoder_pooling(enc)),
                               "normalize", v4r_encoder_normalizes(enc), "dim", (json_int_t)v4r_encoder_dim(enc),
                               "max_seq_length", (json_int_t)v4r_encoder_max_seq_length(enc), "text_template",
-                              a->text_template);
+                              a->text_template, "precision",
+                              v4r_precision_name(a->precision < 0 ? V4R_PREC_FP32 : a->precision));
         *out = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(e);
     }
@@ -301,10 +313,11 @@ static void print_info(const v4r_index *ix, const char *path, int verified)
         printf("ivf: %zu lists, default nprobe %zu, recall vs exact %.4f\n", v4r_index_nlist(ix), v4r_index_nprobe(ix),
                v4r_index_ivf_recall(ix, 0));
     json_t *meta = json_loads(v4r_index_meta_json(ix), 0, NULL), *enc = json_object_get(meta, "encoder");
+    const char *precision = json_string_value(json_object_get(enc, "precision"));
     if (json_is_object(enc))
-        printf("encoder: %s (%s pooling%s, sha256 %.12s)%s%s\n", json_string_value(json_object_get(enc, "model")),
+        printf("encoder: %s (%s pooling%s, %s, sha256 %.12s)%s%s\n", json_string_value(json_object_get(enc, "model")),
                json_string_value(json_object_get(enc, "pooling")),
-               json_is_true(json_object_get(enc, "normalize")) ? ", normalized" : "",
+               json_is_true(json_object_get(enc, "normalize")) ? ", normalized" : "", precision ? precision : "fp32",
                json_string_value(json_object_get(enc, "sha256")),
                json_is_string(json_object_get(enc, "text_template")) ? ", text template " : "",
                json_is_string(json_object_get(enc, "text_template"))

@@ -5,23 +5,45 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local struct {
+/* Each thread's scratch slots, freed when the thread ends (a service's worker threads come and go,
+ * so a plain _Thread_local would lose its buffers). */
+typedef struct {
     void *mem;
     size_t bytes;
-} thread_scratch[V4R_SCRATCH_SLOTS];
+} scratch_slot;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *slots)
+{
+    scratch_slot *s = slots;
+    for (int i = 0; i < V4R_SCRATCH_SLOTS; i++)
+        free(s[i].mem);
+    free(s);
+}
+
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
 
 void *v4r_thread_scratch(int slot, size_t bytes)
 {
-    if (bytes > thread_scratch[slot].bytes) {
-        free(thread_scratch[slot].mem);
-        thread_scratch[slot].mem = v4r_huge_alloc(bytes);
-        thread_scratch[slot].bytes = bytes;
+    pthread_once(&scratch_once, scratch_key_make);
+    scratch_slot *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = v4r_calloc(V4R_SCRATCH_SLOTS, sizeof *s);
+        pthread_setspecific(scratch_key, s);
     }
-    return thread_scratch[slot].mem;
+    if (bytes > s[slot].bytes) {
+        free(s[slot].mem);
+        s[slot].mem = v4r_huge_alloc(bytes);
+        s[slot].bytes = bytes;
+    }
+    return s[slot].mem;
 }
 
 size_t v4r_row_step(size_t units, size_t most)

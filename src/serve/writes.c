@@ -9,6 +9,7 @@
 
 #include "serve_internal.h"
 #include "vlm4rec/io.h"
+#include "vlm4rec/kernels.h"
 #include "vlm4rec/text.h"
 
 /* ---- the encoder ---- */
@@ -27,15 +28,23 @@ int live_load_encoder(v4r_server *s, const v4r_index *ix, v4r_err *err)
             rc = v4r_fail(err, V4R_EINPUT,
                           "serve: the encoder at %s (sha256 %.12s) is not the one the index names (%.12s, %s)", dir,
                           have, want, json_string_value(json_object_get(enc, "model")));
+        const char *prec_name = json_string_value(json_object_get(enc, "precision"));
+        int precision = prec_name ? v4r_precision_by_name(prec_name) : V4R_PREC_FP32; /* older indexes: fp32 */
+        if (!rc && precision < 0)
+            rc = v4r_fail(err, V4R_EINPUT, "serve: the index's encoder precision '%s' is not fp32, bf16 or fp16",
+                          prec_name);
         if (!rc)
-            rc = v4r_encoder_load(dir, &s->encoder, err);
+            rc = v4r_encoder_load_precision(dir, precision, &s->encoder, err);
+        if (!rc)
+            v4r_encoder_warn_fallback(s->encoder, precision, "serve: the index's encoder precision");
         if (!rc && v4r_encoder_dim(s->encoder) != v4r_index_dim(ix))
             rc = v4r_fail(err, V4R_EINPUT, "serve: the encoder gives %zu dimensions, the index has %zu",
                           v4r_encoder_dim(s->encoder), v4r_index_dim(ix));
         const char *tpl = json_string_value(json_object_get(enc, "text_template"));
         s->text_template = tpl ? v4r_strdup(tpl) : NULL;
         if (!rc)
-            v4r_info("serve: encoder %s loaded (%zu dimensions)", dir, v4r_encoder_dim(s->encoder));
+            v4r_info("serve: encoder %s loaded (%zu dimensions, %s)", dir, v4r_encoder_dim(s->encoder),
+                     v4r_precision_name(v4r_encoder_precision(s->encoder)));
     }
     json_decref(meta);
     return rc;

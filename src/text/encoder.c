@@ -206,6 +206,12 @@ int v4r_encoder_precision(const v4r_encoder *e)
 {
     return e->bert.half == V4R_FP16_AVX512 ? V4R_PREC_FP16 : e->bert.half ? V4R_PREC_BF16 : V4R_PREC_FP32;
 }
+void v4r_encoder_warn_fallback(const v4r_encoder *e, int asked, const char *who)
+{
+    if (v4r_encoder_precision(e) != asked)
+        v4r_warn("%s %s: this CPU has %s; falling back to fp32", who, v4r_precision_name(asked),
+                 asked == V4R_PREC_BF16 ? "neither AVX512_BF16 nor AMX-BF16" : "no AVX512_FP16");
+}
 size_t v4r_encoder_max_seq_length(const v4r_encoder *e) { return e->max_seq; }
 int v4r_encoder_pooling(const v4r_encoder *e) { return e->pooling; }
 int v4r_encoder_normalizes(const v4r_encoder *e) { return e->normalize; }
