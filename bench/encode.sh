@@ -72,7 +72,7 @@ for t in 1 2; do
   # a busy machine can make the measured peak of t threads fall short of t x one thread's: take the larger
   if [ "$t" = 1 ]; then
     peak1=$peak; around1=$(echo $peaks | tr ' ' '\n' | sort -n | paste -sd' ')
-    tile1=$("$out/peak_flops" tile)
+    tile1=$("$out/peak_flops" tile); fp16_1=$("$out/peak_flops" fp16); bf16_1=$("$out/peak_flops" bf16)
   fi
   peak=$(awk -v p="$peak" -v p1="${peak1:-0}" -v t="$t" 'BEGIN { print (p > t * p1) ? p : t * p1 }')
   "$vpy" - "$model" "$out" "$t" "$peak" >> "$report" <<'PY'
@@ -133,12 +133,14 @@ torch_deb=$($py -c 'import torch; print(torch.__version__)')
   echo "torch.onnx.export, ORT_ENABLE_ALL, intra_op threads = threads; session creation and forward"
   echo "(export and tokenizing not counted). PyTorch (PyPI) $torch_v in the reference environment and"
   echo "PyTorch (Debian) $torch_deb (python3-torch, under /usr/bin/python3): bench/encode_torch.py, model"
-  echo "load and forward (torch.set_num_threads). All from the same token ids in batches of 32 sorted by"
-  echo "length."
+  echo "load and forward (torch.set_num_threads). All from the same token ids, theirs in batches of 32"
+  echo "sorted by length (vlm4rec's: sorted by length, at most 1024 tokens a batch)."
   echo "GFLOP/s counts the linear layers and attention products; FMA peak: bench/peak_flops.c,"
   echo "independent AVX-512 FMA chains on the same number of threads, measured three times right before"
   echo "and three times right after vlm4rec fp32: the median of the six (one thread: $around1 GFLOP/s,"
-  echo "median $peak1); every share of the row is of it, fp16's too (vfmadd231ph's own peak is twice it)."
+  echo "median $peak1); every share of the row is of it, bf16's and fp16's too. The half-precision"
+  echo "instructions' own peaks, the same chains on one thread: vfmadd231ph (\`peak_flops fp16\`) $fp16_1,"
+  echo "vdpbf16ps (\`peak_flops bf16\`) $bf16_1 GFLOP/s (0: not on this CPU)."
   echo "The GEMM's own 14 x 32 register tile (\`peak_flops tile\`: 2 vector loads, 14 broadcast loads,"
   echo "28 FMAs a depth step) on operands that stay in L1: $tile1 GFLOP/s on one thread."
 } >> "$report"

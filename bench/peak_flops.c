@@ -1,5 +1,8 @@
 /* Measures this machine's peak float32 FLOP rate: independent AVX-512 (or AVX2) FMA chains on every
  * thread for a fixed time. Used by bench/encode.sh for "share of peak". Prints GFLOP/s.
+ * `peak_flops fp16` and `peak_flops bf16` measure the same way the half-precision instructions the
+ * encoder's --precision uses: vfmadd231ph (32 fp16 multiply-adds, 64 FLOPs) and vdpbf16ps (32 bf16
+ * products summed pairwise into 16 floats, 64 FLOPs); 0 on a CPU without them.
  * `peak_flops tile` measures instead the rate of the encoder GEMM's 14 x 32 register tile (per depth
  * step: two vector loads, 14 broadcast loads, 28 FMAs) on operands that stay in L1: what a GEMM fed
  * from memory at that ratio of loads to FMAs can reach here, with no cache miss at all. */
@@ -50,6 +53,62 @@ static double run256(long iters)
     float s = 0, t[8];
     CHAINS(SUM)
     return s;
+#undef INIT
+#undef STEP
+#undef SUM
+}
+
+/* The half-precision chains: the same 12 accumulators; 64 FLOPs an instruction. */
+__attribute__((target("avx512fp16,avx512vl,avx512bw"))) static double run_fp16(long iters)
+{
+    __m512h b = _mm512_set1_ph((_Float16)0.999f), c = _mm512_set1_ph((_Float16)1e-3f);
+#define INIT(i) __m512h a##i = _mm512_set1_ph((_Float16)i);
+#define STEP(i) a##i = _mm512_fmadd_ph(a##i, b, c);
+#define SUM(i) s += (double)_mm512_reduce_add_ph(a##i);
+    CHAINS(INIT)
+    for (long n = 0; n < iters; n++) {
+        CHAINS(STEP)
+    }
+    double s = 0;
+    CHAINS(SUM)
+    return s;
+#undef INIT
+#undef STEP
+#undef SUM
+}
+
+__attribute__((target("avx512bf16,avx512f"))) static double run_bf16(long iters)
+{
+    __m512bh b = (__m512bh)_mm512_set1_epi16(0x3f80), c = (__m512bh)_mm512_set1_epi16(0x3380); /* 1, ~6e-8 */
+#define INIT(i) __m512 a##i = _mm512_set1_ps((float)i);
+#define STEP(i) a##i = _mm512_dpbf16_ps(a##i, b, c);
+#define SUM(i) s += _mm512_reduce_add_ps(a##i);
+    CHAINS(INIT)
+    for (long n = 0; n < iters; n++) {
+        CHAINS(STEP)
+    }
+    float s = 0;
+    CHAINS(SUM)
+    return s;
+#undef INIT
+#undef STEP
+#undef SUM
+}
+
+static int run_half(int fp16)
+{
+    if (fp16 ? !__builtin_cpu_supports("avx512fp16") : !__builtin_cpu_supports("avx512bf16")) {
+        printf("0\n");
+        return 0;
+    }
+    long iters = 100000000;
+    double sink = 0, t0 = now();
+#pragma omp parallel reduction(+ : sink)
+    sink += fp16 ? run_fp16(iters) : run_bf16(iters);
+    double secs = now() - t0;
+    double flops = (double)omp_get_max_threads() * (double)iters * 12 * 64;
+    printf("%.1f\n", flops / secs / 1e9);
+    return sink == 42.0;
 }
 
 /* The GEMM tile over TILE_PASSES x kc depth steps of a (kc x 14) and b (kc x 32) (the same slice
@@ -105,6 +164,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "tile") == 0)
         return run_tile();
+    if (argc > 1 && (strcmp(argv[1], "fp16") == 0 || strcmp(argv[1], "bf16") == 0))
+        return run_half(strcmp(argv[1], "fp16") == 0);
     int wide = __builtin_cpu_supports("avx512f");
     long iters = 200000000;
     double sink = 0, t0 = now();
