@@ -21,6 +21,16 @@ static double now(void)
 
 /* 12 named accumulators so they stay in registers: 12 chains hide the FMA latency on 2 pipes */
 #define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+/* The body of a run: the chains made (INIT), stepped iters times (STEP) and summed (SUM) into s of
+ * type sum_t (the caller defines INIT, STEP and SUM, and declares what SUM needs besides s). */
+#define RUN_CHAINS(iters, sum_t)                                                                                  \
+    CHAINS(INIT)                                                                                                   \
+    for (long n = 0; n < (iters); n++) {                                                                           \
+        CHAINS(STEP)                                                                                               \
+    }                                                                                                              \
+    sum_t s = 0;                                                                                                   \
+    CHAINS(SUM)                                                                                                    \
+    return s;
 
 __attribute__((target("avx512f"))) static double run512(long iters)
 {
@@ -28,13 +38,7 @@ __attribute__((target("avx512f"))) static double run512(long iters)
 #define INIT(i) __m512 a##i = _mm512_set1_ps((float)i);
 #define STEP(i) a##i = _mm512_fmadd_ps(a##i, b, c);
 #define SUM(i) s += _mm512_reduce_add_ps(a##i);
-    CHAINS(INIT)
-    for (long n = 0; n < iters; n++) {
-        CHAINS(STEP)
-    }
-    float s = 0;
-    CHAINS(SUM)
-    return s;
+    RUN_CHAINS(iters, float)
 #undef INIT
 #undef STEP
 #undef SUM
@@ -46,13 +50,8 @@ static double run256(long iters)
 #define INIT(i) __m256 a##i = _mm256_set1_ps((float)i);
 #define STEP(i) a##i = _mm256_fmadd_ps(a##i, b, c);
 #define SUM(i) _mm256_storeu_ps(t, a##i); for (int j = 0; j < 8; j++) s += t[j];
-    CHAINS(INIT)
-    for (long n = 0; n < iters; n++) {
-        CHAINS(STEP)
-    }
-    float s = 0, t[8];
-    CHAINS(SUM)
-    return s;
+    float t[8];
+    RUN_CHAINS(iters, float)
 #undef INIT
 #undef STEP
 #undef SUM
@@ -65,13 +64,7 @@ __attribute__((target("avx512fp16,avx512vl,avx512bw"))) static double run_fp16(l
 #define INIT(i) __m512h a##i = _mm512_set1_ph((_Float16)i);
 #define STEP(i) a##i = _mm512_fmadd_ph(a##i, b, c);
 #define SUM(i) s += (double)_mm512_reduce_add_ph(a##i);
-    CHAINS(INIT)
-    for (long n = 0; n < iters; n++) {
-        CHAINS(STEP)
-    }
-    double s = 0;
-    CHAINS(SUM)
-    return s;
+    RUN_CHAINS(iters, double)
 #undef INIT
 #undef STEP
 #undef SUM
@@ -83,13 +76,7 @@ __attribute__((target("avx512bf16,avx512f"))) static double run_bf16(long iters)
 #define INIT(i) __m512 a##i = _mm512_set1_ps((float)i);
 #define STEP(i) a##i = _mm512_dpbf16_ps(a##i, b, c);
 #define SUM(i) s += _mm512_reduce_add_ps(a##i);
-    CHAINS(INIT)
-    for (long n = 0; n < iters; n++) {
-        CHAINS(STEP)
-    }
-    float s = 0;
-    CHAINS(SUM)
-    return s;
+    RUN_CHAINS(iters, float)
 #undef INIT
 #undef STEP
 #undef SUM

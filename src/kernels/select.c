@@ -43,17 +43,22 @@ int v4r_kernel_pick(int *kernel, v4r_err *err)
 
 const char *v4r_kernel_name(int kernel) { return kernel == V4R_KERNEL_AVX512 ? "avx512" : "blas"; }
 
-int v4r_cpu_has_avx512_bf16(void)
+/* Bit `bit` of register reg (0 EAX .. 3 EDX) of cpuid leaf 7, subleaf sub, on a CPU with AVX-512;
+ * 0 elsewhere. */
+static int avx512_and_leaf7_bit(unsigned sub, int reg, int bit)
 {
 #ifdef V4R_X86
-    unsigned a, b, c, d;
-    if (!v4r_cpu_has_avx512() || !__get_cpuid_count(7, 1, &a, &b, &c, &d))
+    unsigned r[4];
+    if (!v4r_cpu_has_avx512() || !__get_cpuid_count(7, sub, &r[0], &r[1], &r[2], &r[3]))
         return 0;
-    return (a >> 5) & 1u;
+    return (r[reg] >> bit) & 1u;
 #else
+    (void)sub, (void)reg, (void)bit;
     return 0;
 #endif
 }
+
+int v4r_cpu_has_avx512_bf16(void) { return avx512_and_leaf7_bit(1, 0, 5); } /* EAX bit 5 */
 
 #ifdef V4R_X86
 /* XCR0: the OS saves the tile configuration and data (bits 17, 18). */
@@ -108,17 +113,7 @@ int v4r_bf16_pick(int *engine, v4r_err *err)
     return V4R_OK;
 }
 
-int v4r_cpu_has_avx512_fp16(void)
-{
-#ifdef V4R_X86
-    unsigned a, b, c, d;
-    if (!v4r_cpu_has_avx512() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
-        return 0;
-    return (d >> 23) & 1u;
-#else
-    return 0;
-#endif
-}
+int v4r_cpu_has_avx512_fp16(void) { return avx512_and_leaf7_bit(0, 3, 23); } /* EDX bit 23 */
 
 static const char *const PRECISION_NAMES[] = {"fp32", "bf16", "fp16"};
 
