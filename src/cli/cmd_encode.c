@@ -236,7 +236,6 @@ static int assign_rows(const text_list *l, const v4r_dataset *ds, const char *pa
     return rc;
 }
 
-/* Tokenizes every non-blank text (in parallel); fails on the first invalid one in input order. */
 /* Prefixes err with where text i of the list came from: its line, else its item. */
 static int prefix_text(v4r_err *err, const text_list *l, const char *path, size_t i)
 {
@@ -247,6 +246,7 @@ static int prefix_text(v4r_err *err, const text_list *l, const char *path, size_
     return v4r_err_prefix(err, "item %zu: ", i);
 }
 
+/* Tokenizes every non-blank text (in parallel); fails on the first invalid one in input order. */
 static int tokenize_all(const v4r_encoder *enc, const text_list *l, const char *path, int keep_blank, int32_t **ids,
                         size_t *lens, v4r_err *err)
 {
